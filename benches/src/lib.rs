@@ -1,0 +1,1 @@
+//! Shared helpers of the benchmarks: building a busybox bundle.

@@ -471,13 +471,18 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// Set in the init once it told the runtime it is ready: errors after that have
+/// no runtime to report to, and go to the container's stderr.
+static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn init_main(setup: &Setup) -> ! {
     set_not_dumpable();
     match init(setup) {
         Ok(never) => match never {},
         Err(e) => {
-            // After Ready the runtime is gone: say it on the container's stderr too.
-            eprintln!("berth-runc init: {e}");
+            if READY_SENT.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("berth-runc init: {e}");
+            }
             die(&setup.chan, e)
         }
     }
@@ -591,6 +596,7 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
     setup.process.apply(setgroups_allowed)?;
     let exe = setup.process.resolve_executable()?;
     chan.send(&Message::Ready)?;
+    READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
 
     // Wait for `start`: opening the fifo for writing blocks until it is opened for reading.
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());

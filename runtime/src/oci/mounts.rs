@@ -451,25 +451,27 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let target = ensure_target(root, dest, false)?;
     let tpath = proc_fd(&target);
-    let bind_ro = |src: &Path, dst: &Path| -> Result<()> {
+    // Bind `src` on the (already created) container path `sub`, then remount it
+    // with the options; the remount needs the new mount, so `sub` is reopened.
+    let bind_ro = |src: &Path, sub: &Path| -> Result<()> {
+        let t = in_root(root, &relative(sub), OFlag::O_PATH).sys(&what)?;
         do_mount(
             Some(src),
-            dst,
+            &proc_fd(&t),
             None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
             &what,
         )?;
-        let f = MsFlags::MS_BIND
-            | MsFlags::MS_REMOUNT
-            | flags
-            | locked_flags(dst)
-            | if ro {
-                MsFlags::MS_RDONLY
-            } else {
-                MsFlags::empty()
-            };
-        do_mount(None, dst, None, f, None, &what)
+        let t = in_root(root, &relative(sub), OFlag::O_PATH).sys(&what)?;
+        let dst = proc_fd(&t);
+        let ro_flag = if ro {
+            MsFlags::MS_RDONLY
+        } else {
+            MsFlags::empty()
+        };
+        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&dst) | ro_flag;
+        do_mount(None, &dst, None, f, None, &what)
     };
     match cgroups::layout()? {
         Layout::V2(_) => {
@@ -490,7 +492,7 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
                 )
             } else {
                 let src = ctx.cgroup.unified.clone().unwrap_or_default();
-                bind_ro(&src, &tpath)
+                bind_ro(&src, dest)
             }
         }
         Layout::V1 {
@@ -537,7 +539,7 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
                         &what,
                     )?;
                 } else if let Some(src) = ctx.cgroup.v1.get(name) {
-                    bind_ro(src, &tp)?;
+                    bind_ro(src, &sub)?;
                 }
                 // Co-mounted controllers ("cpu,cpuacct") also get a link per name.
                 if base.contains(',') {
@@ -567,7 +569,7 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
                         &what,
                     )?;
                 } else if let Some(src) = &ctx.cgroup.unified {
-                    bind_ro(src, &tp)?;
+                    bind_ro(src, &sub)?;
                 }
             }
             if ro {

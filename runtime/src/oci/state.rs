@@ -87,7 +87,8 @@ impl Status {
             // A created container may be deleted: its init is killed. Running and
             // paused ones need --force.
             Op::Delete => matches!(self, Created | Stopped),
-            Op::Pause => self == Running,
+            // runc freezes a created container too.
+            Op::Pause => matches!(self, Created | Running),
             Op::Resume => self == Paused,
             Op::Exec => matches!(self, Created | Running),
             Op::Update => matches!(self, Created | Running | Paused),
@@ -402,6 +403,7 @@ mod tests {
             (Paused, Kill),
             (Created, Delete),
             (Stopped, Delete),
+            (Created, Pause),
             (Running, Pause),
             (Paused, Resume),
             (Created, Exec),

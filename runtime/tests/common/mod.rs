@@ -1,0 +1,288 @@
+//! Test support: a runtime under test (berth-runc by default, any runc-compatible
+//! binary through BERTH_TEST_RUNTIME), with its own temporary --root, and busybox
+//! bundles in temporary directories. Everything is removed on drop.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value, json};
+
+/// The runtime binary under test.
+pub fn runtime_bin() -> PathBuf {
+    match std::env::var_os("BERTH_TEST_RUNTIME") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_berth-runc")),
+    }
+}
+
+/// Whether the runtime under test is berth-runc.
+pub fn is_berth() -> bool {
+    runtime_bin().file_name().is_some_and(|n| n == "berth-runc")
+}
+
+/// Skips (returns true) unless running as root with busybox-static installed.
+pub fn need_root() -> bool {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root");
+        return true;
+    }
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "busybox-static is missing: run `cargo xtask setup`"
+    );
+    false
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique container id.
+pub fn unique_id(tag: &str) -> String {
+    format!(
+        "bt-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A runtime with a private root.
+pub struct Runtime {
+    pub bin: PathBuf,
+    pub root: tempfile::TempDir,
+}
+
+impl Runtime {
+    pub fn new() -> Self {
+        Runtime {
+            bin: runtime_bin(),
+            root: tempfile::Builder::new()
+                .prefix("berth-test-root")
+                .tempdir()
+                .expect("tempdir"),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(self.root.path());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs and returns the output.
+    /// Stdout and stderr go to files, not pipes: a detached container inherits
+    /// them and would hold a pipe open for as long as it runs.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = tempfile::tempfile().expect("tempfile");
+        let err = tempfile::tempfile().expect("tempfile");
+        let status = self
+            .cmd()
+            .args(args)
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(err.try_clone().expect("dup"))
+            .status()
+            .expect("spawn runtime");
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut v = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+            f.read_to_end(&mut v).expect("read");
+            v
+        };
+        Output {
+            status,
+            stdout: read(out),
+            stderr: read(err),
+        }
+    }
+
+    /// Runs, requires success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{:?} failed: {}{}",
+            args,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs, requires failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "{:?} should have failed: {}",
+            args,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `state ID` as JSON.
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state json")
+    }
+
+    pub fn pid(&self, id: &str) -> i32 {
+        self.state(id)["pid"].as_i64().expect("pid") as i32
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"]
+            .as_str()
+            .expect("status")
+            .to_string()
+    }
+
+    /// `run` in the foreground; (exit code, stdout, stderr).
+    pub fn run_fg(&self, b: &Bundle, id: &str) -> (i32, String, String) {
+        let out = self.run(&["run", "--bundle", b.path_str(), id]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `args` in a fresh container from `b` and returns stdout (must exit 0).
+    pub fn output_of(&self, b: &mut Bundle, args: &[&str]) -> String {
+        b.args(args);
+        let id = unique_id("fg");
+        let (code, out, err) = self.run_fg(b, &id);
+        assert_eq!(code, 0, "container {args:?} exited {code}: {out}{err}");
+        out
+    }
+
+    /// Waits (up to 10 s) until `id` reports `status`.
+    pub fn wait_status(&self, id: &str, status: &str) {
+        for _ in 0..200 {
+            if self.status(id) == status {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{id} never became {status}: {}", self.status(id));
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let out = self.run(&["list", "-q"]);
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = self.run(&["delete", "--force", id]);
+        }
+    }
+}
+
+/// A busybox bundle in a temporary directory, with a config.json built from
+/// berth's default spec (terminal off, writable /tmp).
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+    pub config: Value,
+}
+
+impl Bundle {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-bundle")
+            .tempdir()
+            .expect("tempdir");
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "root"] {
+            fs::create_dir_all(rootfs.join(d)).expect("mkdir");
+        }
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+        let list = Command::new("/bin/busybox")
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        for name in String::from_utf8_lossy(&list.stdout).lines() {
+            if name != "busybox" {
+                let _ = symlink("busybox", rootfs.join("bin").join(name));
+            }
+        }
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n",
+        )
+        .expect("passwd");
+        fs::write(rootfs.join("etc/group"), "root:x:0:\nuser:x:1000:\n").expect("group");
+        let mut config = berth::oci::spec::default_spec();
+        config["process"]["terminal"] = json!(false);
+        config["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]
+        }));
+        Bundle { dir, config }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.dir.path().to_str().expect("utf-8 path")
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// Sets process.args and writes config.json.
+    pub fn args(&mut self, args: &[&str]) -> &mut Self {
+        self.config["process"]["args"] = json!(args);
+        self.save()
+    }
+
+    /// Edits the config and writes it.
+    pub fn edit(&mut self, f: impl FnOnce(&mut Value)) -> &mut Self {
+        f(&mut self.config);
+        self.save()
+    }
+
+    pub fn save(&mut self) -> &mut Self {
+        fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).expect("json"),
+        )
+        .expect("write config");
+        self
+    }
+}
+
+/// The cgroup directory of `pid` for `controller` ("" for the unified v2 tree).
+pub fn cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if v2 && names.is_empty() {
+            return Some(PathBuf::from("/sys/fs/cgroup").join(path.trim_start_matches('/')));
+        }
+        if !v2 && names.split(',').any(|n| n == controller) {
+            let mount = fs::read_to_string("/proc/self/mountinfo")
+                .ok()?
+                .lines()
+                .find_map(|l| {
+                    let (left, right) = l.split_once(" - ")?;
+                    let mp = left.split(' ').nth(4)?;
+                    let opts = right.split(' ').nth(2)?;
+                    (right.starts_with("cgroup ") && opts.split(',').any(|o| o == controller))
+                        .then(|| mp.to_string())
+                })?;
+            return Some(PathBuf::from(mount).join(path.trim_start_matches('/')));
+        }
+    }
+    None
+}
+
+/// Whether the host's cgroups are v2.
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}

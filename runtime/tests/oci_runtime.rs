@@ -1,0 +1,1041 @@
+//! The OCI runtime, checked from inside its containers and from the kernel.
+//!
+//! Runs against berth-runc, or against any runc-compatible runtime named by
+//! BERTH_TEST_RUNTIME (`cargo xtask test` runs it against runc too, so the suite
+//! itself is known to be right). Needs root and busybox-static.
+
+mod common;
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use common::{Bundle, Runtime, cgroup_dir, cgroup_v2, is_berth, need_root, unique_id};
+use serde_json::json;
+
+fn host_ns(kind: &str) -> String {
+    fs::read_link(format!("/proc/self/ns/{kind}"))
+        .expect("host ns")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn runs_the_process_as_pid_1_and_returns_its_exit_code() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    assert_eq!(
+        rt.output_of(&mut b, &["sh", "-c", "echo pid=$$"]).trim(),
+        "pid=1"
+    );
+    b.args(&["sh", "-c", "exit 7"]);
+    let (code, _, _) = rt.run_fg(&b, &unique_id("exit"));
+    assert_eq!(code, 7);
+    // `run` deletes the container when it exits.
+    assert_eq!(rt.ok(&["list", "-q"]).trim(), "");
+}
+
+#[test]
+fn hostname_domainname_sysctl_and_oom_score() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| {
+        c["hostname"] = json!("box1");
+        c["domainname"] = json!("dom1");
+        c["linux"]["sysctl"] = json!({ "net.ipv4.ip_forward": "1", "kernel.shmmni": "1000" });
+        c["process"]["oomScoreAdj"] = json!(500);
+    });
+    let out = rt.output_of(
+        &mut b,
+        &["sh", "-c", "hostname; cat /proc/sys/kernel/domainname /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni /proc/self/oom_score_adj"],
+    );
+    // runc 1.1 ignores domainname (it came with runtime-spec 1.1).
+    let domain = if is_berth() { "dom1" } else { "(none)" };
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["box1", domain, "1", "1000", "500"]
+    );
+}
+
+#[test]
+fn new_namespaces_differ_from_the_hosts() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let kinds = ["pid", "net", "ipc", "uts", "mnt", "cgroup"];
+    let script = kinds
+        .iter()
+        .map(|k| format!("readlink /proc/self/ns/{k}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let out = rt.output_of(&mut b, &["sh", "-c", &script]);
+    let inside: Vec<&str> = out.lines().collect();
+    assert_eq!(inside.len(), kinds.len(), "{out}");
+    for (k, got) in kinds.iter().zip(inside) {
+        assert!(got.starts_with(&format!("{k}:[")), "{got}");
+        assert_ne!(got, host_ns(k), "{k} namespace is the host's");
+    }
+    // user is not in the default set: shared with the host.
+    b.args(&["readlink", "/proc/self/ns/user"]);
+    let (code, out, _) = rt.run_fg(&b, &unique_id("userns"));
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), host_ns("user"));
+}
+
+#[test]
+fn joined_namespaces_equal_the_targets() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut a = Bundle::new();
+    a.args(&["sleep", "60"]);
+    let ida = unique_id("target");
+    rt.ok(&["run", "-d", "--bundle", a.path_str(), &ida]);
+    let pid = rt.pid(&ida);
+    let kinds = [
+        ("pid", "pid"),
+        ("network", "net"),
+        ("ipc", "ipc"),
+        ("uts", "uts"),
+    ];
+    let mut b = Bundle::new();
+    b.edit(|c| {
+        let mut list = vec![json!({ "type": "mount" })];
+        for (t, k) in kinds {
+            list.push(json!({ "type": t, "path": format!("/proc/{pid}/ns/{k}") }));
+        }
+        c["linux"]["namespaces"] = json!(list);
+        c["linux"]["sysctl"] = json!({});
+        c["hostname"] = json!(null);
+    });
+    let script = kinds
+        .iter()
+        .map(|(_, k)| format!("readlink /proc/self/ns/{k}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let out = rt.output_of(&mut b, &["sh", "-c", &script]);
+    for ((_, k), got) in kinds.iter().zip(out.lines()) {
+        let want = fs::read_link(format!("/proc/{pid}/ns/{k}"))
+            .expect("target ns")
+            .display()
+            .to_string();
+        assert_eq!(got, want, "{k}");
+    }
+}
+
+#[test]
+fn user_namespace_with_mappings() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .push(json!({ "type": "user" }));
+        c["linux"]["uidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+        c["linux"]["gidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+        // cgroup v1 cannot be mounted from a user namespace.
+        c["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .retain(|m| m["type"] != "cgroup");
+    });
+    b.args(&["sleep", "60"]);
+    let id = unique_id("userns");
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
+    let pid = rt.pid(&id);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid");
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "200000"),
+        "{uid_line}"
+    );
+    let out = rt.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"]
+    );
+    assert_eq!(lines[1], "0");
+    assert_ne!(lines[2], host_ns("user"));
+}
+
+#[test]
+fn time_namespace_offsets() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let features = rt.run(&["features"]);
+    if !String::from_utf8_lossy(&features.stdout).contains("\"time\"") {
+        eprintln!("skipped: the runtime does not support time namespaces");
+        return;
+    }
+    let mut b = Bundle::new();
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("ns")
+            .push(json!({ "type": "time" }));
+        c["linux"]["timeOffsets"] = json!({ "boottime": { "secs": 86400 * 365, "nanosecs": 0 } });
+    });
+    let out = rt.output_of(
+        &mut b,
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/time; cut -d. -f1 /proc/uptime",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], host_ns("time"));
+    let up: u64 = lines[1].parse().expect("uptime");
+    assert!(up >= 86400 * 365, "uptime {up} does not include the offset");
+}
+
+#[test]
+fn mounts_masked_and_readonly_paths() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let out = rt.output_of(&mut b, &["cat", "/proc/self/mountinfo"]);
+    let mounts: Vec<(String, String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let fstype = right.split(' ').next()?;
+            Some((f[4].to_string(), fstype.to_string(), f[5].to_string()))
+        })
+        .collect();
+    let find = |mp: &str| {
+        mounts
+            .iter()
+            .find(|m| m.0 == mp)
+            .unwrap_or_else(|| panic!("{mp} not mounted: {out}"))
+    };
+    assert_eq!(find("/proc").1, "proc");
+    assert_eq!(find("/dev").1, "tmpfs");
+    assert_eq!(find("/dev/pts").1, "devpts");
+    assert_eq!(find("/dev/shm").1, "tmpfs");
+    assert_eq!(find("/dev/mqueue").1, "mqueue");
+    assert_eq!(find("/sys").1, "sysfs");
+    assert!(find("/sys").2.split(',').any(|o| o == "ro"));
+    assert!(find("/").2.split(',').any(|o| o == "ro"), "root.readonly");
+    assert!(find("/proc/sys").2.split(',').any(|o| o == "ro"));
+
+    let script = "cat /proc/kcore | wc -c; ls -A /proc/acpi | wc -l; ls -A /sys/firmware | wc -l; \
+                  echo 1 > /proc/sys/kernel/shmmni 2>/dev/null && echo writable || echo ro; \
+                  touch /x 2>/dev/null && echo writable || echo ro; touch /tmp/x && echo tmp-ok";
+    let out = rt.output_of(&mut b, &["sh", "-c", script]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "0", "ro", "ro", "tmp-ok"]
+    );
+}
+
+#[test]
+fn default_and_configured_devices() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| {
+        c["linux"]["devices"] = json!([{ "path": "/dev/berthzero", "type": "c", "major": 1, "minor": 5, "fileMode": 438, "uid": 0, "gid": 0 }]);
+    });
+    let script = "for d in null zero full random urandom tty berthzero; do stat -c '%n %t:%T %a' /dev/$d; done; \
+                  head -c 4 /dev/berthzero | wc -c; readlink /dev/ptmx; readlink /dev/fd";
+    let out = rt.output_of(&mut b, &["sh", "-c", script]);
+    let want = "/dev/null 1:3 666\n/dev/zero 1:5 666\n/dev/full 1:7 666\n/dev/random 1:8 666\n/dev/urandom 1:9 666\n\
+                /dev/tty 5:0 666\n/dev/berthzero 1:5 666\n4\npts/ptmx\n/proc/self/fd\n";
+    assert_eq!(out, want);
+    if !cgroup_v2() {
+        // The device cgroup refuses a node the config does not allow.
+        let out = rt.output_of(
+            &mut b,
+            &[
+                "sh",
+                "-c",
+                "mknod /dev/sda b 8 0 2>&1 && head -c1 /dev/sda 2>&1; true",
+            ],
+        );
+        assert!(out.contains("Operation not permitted"), "{out}");
+    }
+}
+
+#[test]
+fn capabilities_are_dockers_default_set() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let out = rt.output_of(&mut b, &["grep", "^Cap", "/proc/self/status"]);
+    let get = |k: &str| {
+        out.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .expect(k)
+            .to_string()
+    };
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE
+    // NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP
+    assert_eq!(get("CapEff:"), "00000000a80425fb");
+    assert_eq!(get("CapBnd:"), "00000000a80425fb");
+    assert_eq!(get("CapPrm:"), "00000000a80425fb");
+    assert_eq!(get("CapAmb:"), "0000000000000000");
+    let out = rt.output_of(&mut b, &["grep", "NoNewPrivs", "/proc/self/status"]);
+    assert!(out.contains("1"), "{out}");
+}
+
+#[test]
+fn seccomp_denies_with_eperm() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    // The default profile refuses unshare (it needs CAP_SYS_ADMIN in Docker's).
+    let out = rt.output_of(&mut b, &["sh", "-c", "unshare -U true 2>&1; echo rc=$?"]);
+    assert!(
+        out.contains("Operation not permitted") && out.contains("rc=1"),
+        "{out}"
+    );
+    // A profile of our own: mkdir refused with EPERM, everything else allowed.
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
+        });
+    });
+    let out = rt.output_of(
+        &mut b,
+        &[
+            "sh",
+            "-c",
+            "mkdir /tmp/d 2>&1; echo rc=$?; touch /tmp/f && echo touch-ok",
+        ],
+    );
+    assert!(
+        out.contains("Operation not permitted") && out.contains("rc=1") && out.contains("touch-ok"),
+        "{out}"
+    );
+}
+
+#[test]
+fn rlimits_user_and_groups() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| {
+        c["process"]["rlimits"] = json!([{ "type": "RLIMIT_NOFILE", "soft": 333, "hard": 444 }]);
+        c["process"]["user"] =
+            json!({ "uid": 1000, "gid": 1000, "additionalGids": [2000], "umask": 63 });
+    });
+    let out = rt.output_of(&mut b, &["sh", "-c", "ulimit -n; ulimit -Hn; id; umask"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "333");
+    assert_eq!(lines[1], "444");
+    assert!(
+        lines[2].starts_with("uid=1000(user) gid=1000(user)") && lines[2].contains("2000"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines[3], "0077");
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| c["linux"]["resources"]["memory"] = json!({ "limit": 32 * 1024 * 1024 }));
+    let out = rt.output_of(
+        &mut b,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null; echo rc=$?",
+        ],
+    );
+    assert_eq!(
+        out.trim(),
+        "rc=137",
+        "dd above the limit was not OOM-killed"
+    );
+    let out = rt.output_of(
+        &mut b,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null; echo rc=$?",
+        ],
+    );
+    assert_eq!(out.trim(), "rc=0");
+}
+
+#[test]
+fn pids_limit_stops_forks() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| c["linux"]["resources"]["pids"] = json!({ "limit": 8 }));
+    // The shell gives up (exit 2) at the first fork the pids controller refuses.
+    b.args(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20 ]; do sleep 1 & i=$((i+1)); done; echo all-forked",
+    ]);
+    let (code, out, err) = rt.run_fg(&b, &unique_id("pids"));
+    assert!(
+        err.contains("can't fork") && err.contains("Resource temporarily unavailable"),
+        "{err}"
+    );
+    assert!(!out.contains("all-forked"));
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn update_pause_resume_and_delete() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "60"]);
+    b.edit(|c| c["linux"]["resources"]["memory"] = json!({ "limit": 256 * 1024 * 1024 }));
+    let id = unique_id("upd");
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
+    let pid = rt.pid(&id);
+    let (mem, limit_file) = if cgroup_v2() {
+        (cgroup_dir(pid, "").expect("cgroup"), "memory.max")
+    } else {
+        (
+            cgroup_dir(pid, "memory").expect("cgroup"),
+            "memory.limit_in_bytes",
+        )
+    };
+    let read = |f: &str| fs::read_to_string(mem.join(f)).expect(f).trim().to_string();
+    assert_eq!(read(limit_file), (256 * 1024 * 1024).to_string());
+    let mut child = rt
+        .cmd()
+        .args(["update", "--resources", "-", &id])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("update");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(br#"{"memory":{"limit":67108864},"pids":{"limit":50}}"#)
+        .expect("write");
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(read(limit_file), "67108864");
+    let pids_dir = if cgroup_v2() {
+        mem.clone()
+    } else {
+        cgroup_dir(pid, "pids").expect("pids cgroup")
+    };
+    assert_eq!(
+        fs::read_to_string(pids_dir.join("pids.max"))
+            .expect("pids.max")
+            .trim(),
+        "50"
+    );
+    rt.ok(&["update", "--pids-limit", "40", &id]);
+    assert_eq!(
+        fs::read_to_string(pids_dir.join("pids.max"))
+            .expect("pids.max")
+            .trim(),
+        "40"
+    );
+
+    rt.ok(&["pause", &id]);
+    assert_eq!(rt.status(&id), "paused");
+    let frozen = || {
+        if cgroup_v2() {
+            read("cgroup.events").lines().any(|l| l == "frozen 1")
+        } else {
+            let f = cgroup_dir(pid, "freezer").expect("freezer");
+            fs::read_to_string(f.join("freezer.state"))
+                .expect("freezer.state")
+                .trim()
+                == "FROZEN"
+        }
+    };
+    assert!(frozen());
+    rt.ok(&["resume", &id]);
+    assert_eq!(rt.status(&id), "running");
+    assert!(!frozen());
+
+    rt.ok(&["kill", &id, "KILL"]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+    assert!(!mem.exists(), "cgroup {} left behind", mem.display());
+    assert!(!pids_dir.exists());
+    assert!(!rt.run(&["state", &id]).status.success());
+    assert_eq!(rt.ok(&["list", "-q"]).trim(), "");
+}
+
+#[test]
+fn forbidden_transitions_are_refused() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "60"]);
+    let id = unique_id("tr");
+    rt.ok(&["create", "--bundle", b.path_str(), &id]);
+    assert_eq!(rt.status(&id), "created");
+    rt.fails(&["resume", &id]);
+    rt.fails(&["create", "--bundle", b.path_str(), &id]);
+    rt.ok(&["start", &id]);
+    assert_eq!(rt.status(&id), "running");
+    rt.fails(&["start", &id]);
+    rt.fails(&["resume", &id]);
+    rt.fails(&["delete", &id]);
+    assert_eq!(rt.status(&id), "running");
+    rt.ok(&["pause", &id]);
+    rt.fails(&["pause", &id]);
+    rt.fails(&["start", &id]);
+    rt.fails(&["delete", &id]);
+    rt.ok(&["resume", &id]);
+    rt.ok(&["kill", &id, "9"]);
+    rt.wait_status(&id, "stopped");
+    rt.fails(&["start", &id]);
+    rt.fails(&["pause", &id]);
+    rt.fails(&["exec", &id, "true"]);
+    rt.fails(&["kill", &id, "TERM"]);
+    rt.ok(&["delete", &id]);
+    rt.fails(&["state", &id]);
+    rt.fails(&["start", &id]);
+    rt.fails(&["kill", &id]);
+    rt.fails(&["delete", &id]);
+    rt.ok(&["delete", "--force", &id]);
+    rt.fails(&["create", "--bundle", b.path_str(), "a/b"]);
+    // A created container may be deleted without --force.
+    let id2 = unique_id("tr");
+    rt.ok(&["create", "--bundle", b.path_str(), &id2]);
+    let pid = rt.pid(&id2);
+    rt.ok(&["delete", &id2]);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+    );
+}
+
+#[test]
+fn bad_input_fails_and_leaves_nothing() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let cases: Vec<(&str, Box<dyn Fn(&mut Bundle)>)> = vec![
+        (
+            "malformed",
+            Box::new(|b| fs::write(b.path().join("config.json"), "{ not json").expect("write")),
+        ),
+        // runc accepts any version; berth refuses one it does not implement.
+        (
+            "version",
+            Box::new(|b| {
+                b.edit(|c| c["ociVersion"] = json!(if is_berth() { "2.0.0" } else { "1.0.2" }));
+                if !is_berth() {
+                    b.edit(|c| c["process"]["args"] = json!(["/bin/no-such-program"]));
+                }
+            }),
+        ),
+        (
+            "rootfs",
+            Box::new(|b| {
+                b.edit(|c| c["root"]["path"] = json!("missing-rootfs"));
+            }),
+        ),
+        (
+            "exe",
+            Box::new(|b| {
+                b.args(&["/bin/no-such-program"]);
+            }),
+        ),
+        (
+            "limit",
+            Box::new(|b| {
+                b.edit(|c| c["linux"]["resources"]["cpu"] = json!({ "cpus": "9999" }));
+            }),
+        ),
+    ];
+    for (name, setup) in cases {
+        let mut b = Bundle::new();
+        b.args(&["true"]);
+        setup(&mut b);
+        let id = unique_id(name);
+        let err = rt.fails(&["create", "--bundle", b.path_str(), &id]);
+        assert!(!err.trim().is_empty(), "{name}: no error message");
+        if is_berth() {
+            // One line that names the thing.
+            let want = match name {
+                "malformed" => "config.json",
+                "version" => "ociVersion",
+                "rootfs" => "missing-rootfs",
+                "exe" => "/bin/no-such-program",
+                _ => "cpuset.cpus",
+            };
+            assert!(err.contains(want), "{name}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+        }
+        assert_eq!(
+            rt.ok(&["list", "-q"]).trim(),
+            "",
+            "{name}: a container was left"
+        );
+        assert!(
+            !rt.root.path().join(&id).exists(),
+            "{name}: state left behind"
+        );
+        let own = fs::read_to_string("/proc/self/cgroup").expect("cgroup");
+        let pids_path = own.lines().find_map(|l| {
+            l.strip_prefix("8:pids:")
+                .or_else(|| l.split(":pids:").nth(1))
+        });
+        if let (false, Some(p)) = (cgroup_v2(), pids_path) {
+            assert!(
+                !Path::new("/sys/fs/cgroup/pids")
+                    .join(p.trim_start_matches('/'))
+                    .join(&id)
+                    .exists(),
+                "{name}: cgroup left"
+            );
+        }
+    }
+}
+
+#[test]
+fn hooks_receive_the_state() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let o = out_dir.path().display().to_string();
+    let hook = |name: &str| json!({ "path": "/bin/sh", "args": ["sh", "-c", format!("cat > {o}/{name}.json")] });
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")]
+        });
+    });
+    b.args(&["sleep", "60"]);
+    let id = unique_id("hooks");
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
+    let pid = rt.pid(&id);
+    for name in ["prestart", "createRuntime", "poststart"] {
+        let st: serde_json::Value = serde_json::from_slice(
+            &fs::read(out_dir.path().join(format!("{name}.json"))).expect(name),
+        )
+        .expect("json");
+        assert_eq!(st["id"], json!(id), "{name}");
+        assert_eq!(st["pid"], json!(pid), "{name}");
+        assert_eq!(st["bundle"], json!(b.path_str()), "{name}");
+    }
+    assert!(!out_dir.path().join("poststop.json").exists());
+    rt.ok(&["delete", "--force", &id]);
+    let st: serde_json::Value =
+        serde_json::from_slice(&fs::read(out_dir.path().join("poststop.json")).expect("poststop"))
+            .expect("json");
+    assert_eq!(st["id"], json!(id));
+}
+
+#[test]
+fn failing_hook_fails_create() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| c["hooks"] = json!({ "prestart": [{ "path": "/bin/false" }] }));
+    let id = unique_id("badhook");
+    rt.fails(&["create", "--bundle", b.path_str(), &id]);
+    assert_eq!(rt.ok(&["list", "-q"]).trim(), "");
+}
+
+#[test]
+fn console_socket_receives_the_pty() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    b.args(&["sh", "-c", "tty; echo hello-pty"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock_path = dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).expect("bind");
+    let id = unique_id("tty");
+    let accept = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 256];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .expect("recvmsg");
+        for c in msg.cmsgs().expect("cmsgs") {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the kernel installed this descriptor for us.
+                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+            }
+        }
+        panic!("no fd received");
+    });
+    rt.ok(&[
+        "create",
+        "--bundle",
+        b.path_str(),
+        "--console-socket",
+        sock_path.to_str().expect("path"),
+        &id,
+    ]);
+    let master = accept.join().expect("accept thread");
+    rt.ok(&["start", &id]);
+    let mut f = fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&out).contains("hello-pty") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("/dev/pts/0") && text.contains("hello-pty"),
+        "{text}"
+    );
+}
+
+#[test]
+fn exec_joins_the_container() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| c["hostname"] = json!("exec-box"));
+    b.args(&["sleep", "60"]);
+    let id = unique_id("exec");
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
+    let out = rt.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname; echo $FOO",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "1");
+    assert_eq!(lines[1].trim(), "sleep 60");
+    assert_eq!(lines[2], "exec-box");
+    assert_eq!(lines[3], "");
+    let out = rt.ok(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "echo $FOO; pwd",
+    ]);
+    assert_eq!(out, "bar\n/tmp\n");
+    let st = rt.run(&["exec", &id, "sh", "-c", "exit 5"]);
+    assert_eq!(st.status.code(), Some(5));
+    // --process, detached, with a pid file; the process is in the container's cgroup.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proc_file = dir.path().join("process.json");
+    let mut p = b.config["process"].clone();
+    p["args"] = json!(["sleep", "30"]);
+    fs::write(&proc_file, serde_json::to_vec(&p).expect("json")).expect("write");
+    let pid_file = dir.path().join("exec.pid");
+    rt.ok(&[
+        "exec",
+        "--process",
+        proc_file.to_str().expect("p"),
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().expect("p"),
+        &id,
+    ]);
+    let epid: i32 = fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let ps: Vec<i32> =
+        serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).expect("ps json");
+    assert!(ps.contains(&epid) && ps.contains(&rt.pid(&id)), "{ps:?}");
+    let init_ns = fs::read_link(format!("/proc/{}/ns/pid", rt.pid(&id))).expect("ns");
+    assert_eq!(
+        fs::read_link(format!("/proc/{epid}/ns/pid")).expect("ns"),
+        init_ns
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&rt.ok(&["list", "--format", "json"])).expect("list json");
+    assert_eq!(list[0]["id"], json!(id));
+    assert_eq!(list[0]["status"], json!("running"));
+}
+
+#[test]
+fn kill_by_name_number_and_all() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sh", "-c", "trap 'exit 0' TERM; sleep 60 & wait"]);
+    let id = unique_id("kill");
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
+    rt.ok(&["exec", "-d", &id, "sleep", "60"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<i32>>(&rt.ok(&["ps", "--format", "json", &id]))
+            .expect("ps")
+            .len(),
+        3
+    );
+    rt.fails(&["kill", &id, "NOSUCHSIGNAL"]);
+    rt.ok(&["kill", &id, "SIGTERM"]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+    let id = unique_id("kill");
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
+    rt.ok(&["kill", "--all", &id, "9"]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+}
+
+#[test]
+fn no_host_fd_leaks_and_cwd_stays_inside() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    // An fd the test leaves inheritable: it must not reach the container.
+    let leak = fs::File::open("/etc/hostname").expect("open");
+    nix::fcntl::fcntl(
+        &leak,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .expect("clear cloexec");
+    b.args(&["ls", "/proc/self/fd"]);
+    let (code, out, err) = rt.run_fg(&b, &unique_id("fds"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"],
+        "inherited fds: {out}"
+    );
+    // A cwd through /proc/self/fd (CVE-2024-21626) must not reach the host.
+    b.edit(|c| c["process"]["cwd"] = json!(format!("/proc/self/fd/{}", leak.as_raw_fd())));
+    b.args(&["pwd"]);
+    let (code, out, _) = rt.run_fg(&b, &unique_id("cwd"));
+    assert_ne!(code, 0, "cwd through a leaked fd worked: {out}");
+    drop(leak);
+}
+
+#[test]
+fn preserve_fds_passes_exactly_those() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sh", "-c", "cat <&3; ls /proc/self/fd | wc -l"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    fs::write(&data, "passed-through\n").expect("write");
+    let f = fs::File::open(&data).expect("open");
+    let raw = f.as_raw_fd();
+    let mut cmd = rt.cmd();
+    cmd.args([
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        b.path_str(),
+        &unique_id("pfd"),
+    ]);
+    // SAFETY: dup2 in the forked child before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: clear it explicitly.
+            if (raw != 3 && libc::dup2(raw, 3) < 0) || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(f);
+    // fds 0-3 plus ls's own directory fd.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "passed-through\n5\n");
+}
+
+#[test]
+fn runtime_binary_is_not_writable_from_the_container() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "60"]);
+    let id = unique_id("exe");
+    rt.ok(&["create", "--bundle", b.path_str(), &id]);
+    let before = fs::read(&rt.bin).expect("runtime binary");
+    // The init still waits in the runtime's code; try to overwrite what /proc/1/exe is.
+    let out = rt.run(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo pwned >> /proc/1/exe && echo WROTE || echo refused",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("WROTE"), "{text}");
+    assert_eq!(fs::read(&rt.bin).expect("runtime binary"), before);
+}
+
+#[test]
+fn no_pivot_and_state_json() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "60"]);
+    b.edit(|c| c["annotations"] = json!({ "org.test": "yes" }));
+    let id = unique_id("np");
+    let pid_file = b.path().join("init.pid");
+    rt.ok(&[
+        "create",
+        "--no-pivot",
+        "--pid-file",
+        pid_file.to_str().expect("p"),
+        "--bundle",
+        b.path_str(),
+        &id,
+    ]);
+    let st = rt.state(&id);
+    assert_eq!(
+        st["ociVersion"].as_str().map(|v| v.starts_with("1.")),
+        Some(true)
+    );
+    assert_eq!(st["id"], json!(id));
+    assert_eq!(st["status"], json!("created"));
+    assert_eq!(st["bundle"], json!(b.path_str()));
+    assert_eq!(st["rootfs"], json!(b.rootfs().to_str().expect("p")));
+    assert_eq!(st["annotations"]["org.test"], json!("yes"));
+    assert!(
+        st["created"]
+            .as_str()
+            .is_some_and(|c| c.ends_with('Z') && c.contains('T'))
+    );
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(st["pid"], json!(pid));
+    rt.ok(&["start", &id]);
+    rt.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn json_log_carries_the_error() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("log.json");
+    let mut cmd = rt.cmd();
+    let out = cmd
+        .args([
+            "--log",
+            log.to_str().expect("p"),
+            "--log-format",
+            "json",
+            "state",
+            "no-such-container",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let text = fs::read_to_string(&log).expect("log");
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a line")).expect("json line");
+    assert_eq!(last["level"], json!("error"));
+    assert!(
+        last["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{last}"
+    );
+    if is_berth() {
+        assert!(
+            last["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("no-such-container")),
+            "{last}"
+        );
+    }
+    assert!(last["time"].is_string());
+}

@@ -1,1 +1,132 @@
-fn main() {}
+//! `cargo xtask …`: the project's tasks. Every task that needs system packages
+//! installs them first (as root on Debian), so the README's commands work on a
+//! fresh machine.
+
+mod bundle;
+mod compare;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build and the tests need (Debian packages).
+    Setup,
+    /// Run every test: the workspace, then the OCI suite against runc too.
+    Test,
+    /// Run a busybox container with berth-runc and show what it sees.
+    Demo,
+    /// Time berth-runc, runc and crun as whole processes on the same bundle.
+    Compare {
+        /// Rounds (each runtime once per round, interleaved).
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+        #[arg(long, hide = true)]
+        inner: bool,
+    },
+    /// Run the criterion benchmarks.
+    Bench {
+        /// Only benchmarks matching this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup => setup::setup(),
+        Cmd::Test => test(),
+        Cmd::Demo => demo(),
+        Cmd::Compare { rounds, inner } => compare::compare(rounds, inner),
+        Cmd::Bench { filter } => bench(filter),
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Runs a command, failing with its command line if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn test() -> Result<()> {
+    setup::setup()?;
+    run(cargo().args(["test", "--workspace", "--all-targets"]))?;
+    let runc = setup::which("runc").context("runc is not installed")?;
+    println!("\n== the OCI suite against runc ({}), to check the suite itself", runc.display());
+    run(cargo().args(["test", "-p", "berth", "--test", "oci_runtime"]).env("BERTH_TEST_RUNTIME", runc))?;
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    setup::setup()?;
+    run(cargo().args(["build", "-p", "berth", "--bin", "berth-runc"]))?;
+    let bin = root().join("target/debug/berth-runc");
+    let dir = root().join("target/demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    let bundle = bundle::busybox_bundle(&dir.join("bundle"), &bin)?;
+    let script = r#"
+echo "== berth-runc demo: a busybox container, and what it sees"
+echo "pid in its namespace:  $$"
+echo "hostname:              $(hostname)"
+echo "user:                  $(id)"
+echo "capabilities (eff):    $(grep CapEff /proc/self/status | cut -f2)"
+echo "no_new_privs:          $(grep NoNewPrivs /proc/self/status | cut -f2)"
+echo "seccomp mode:          $(grep '^Seccomp:' /proc/self/status | cut -f2)   (2 = filter)"
+echo "memory limit:          $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
+echo "pids limit:            $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
+echo "processes:"; ps -o pid,user,args
+echo "mounts:"; cut -d' ' -f2,3,4 /proc/mounts | sed 's/^/  /'
+echo "namespaces:"; for n in pid net ipc uts mnt cgroup; do echo "  $n -> $(readlink /proc/self/ns/$n)"; done
+"#;
+    bundle::edit_config(&bundle, |c| {
+        c["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+        c["hostname"] = serde_json::json!("berth-demo");
+        c["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 128 * 1024 * 1024 });
+        c["linux"]["resources"]["pids"] = serde_json::json!({ "limit": 64 });
+    })?;
+    println!("host namespaces, for comparison:");
+    for n in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
+        println!("  {n} -> {}", std::fs::read_link(format!("/proc/self/ns/{n}"))?.display());
+    }
+    let state_root = dir.join("state");
+    run(Command::new(&bin).arg("--root").arg(&state_root).args(["run", "--bundle"]).arg(&bundle).arg(format!("demo-{}", std::process::id())))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn bench(filter: Option<String>) -> Result<()> {
+    setup::setup()?;
+    run(cargo().args(["build", "--release", "-p", "berth", "--bin", "berth-runc"]))?;
+    let mut c = cargo();
+    c.args(["bench", "-p", "berth-benches"]);
+    if let Some(f) = filter {
+        c.args(["--", &f]);
+    }
+    run(c.env("BERTH_RUNC", root().join("target/release/berth-runc")))
+}

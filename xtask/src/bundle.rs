@@ -13,18 +13,29 @@ use serde_json::{Value, json};
 pub fn busybox_bundle(dir: &Path, berth_runc: &Path) -> Result<PathBuf> {
     let rootfs = dir.join("rootfs");
     for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "root"] {
-        fs::create_dir_all(rootfs.join(d)).with_context(|| format!("creating {}", rootfs.join(d).display()))?;
+        fs::create_dir_all(rootfs.join(d))
+            .with_context(|| format!("creating {}", rootfs.join(d).display()))?;
     }
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).context("copying /bin/busybox (is busybox-static installed?)")?;
-    let list = Command::new("/bin/busybox").arg("--list").output().context("busybox --list")?;
-    for name in String::from_utf8_lossy(&list.stdout).lines().filter(|n| *n != "busybox") {
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .context("copying /bin/busybox (is busybox-static installed?)")?;
+    let list = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .context("busybox --list")?;
+    for name in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|n| *n != "busybox")
+    {
         let _ = symlink("busybox", rootfs.join("bin").join(name));
     }
     fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     fs::write(rootfs.join("etc/group"), "root:x:0:\n")?;
     let bin = berth_runc;
     let spec = if bin.exists() {
-        let out = Command::new(&bin).args(["spec", "--bundle"]).arg(dir).status()?;
+        let out = Command::new(&bin)
+            .args(["spec", "--bundle"])
+            .arg(dir)
+            .status()?;
         anyhow::ensure!(out.success(), "berth-runc spec failed");
         serde_json::from_slice(&fs::read(dir.join("config.json"))?)?
     } else {

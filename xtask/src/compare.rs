@@ -17,9 +17,11 @@ use crate::{bundle, root, run, setup};
 pub fn compare(rounds: usize, inner: bool) -> Result<()> {
     if !inner {
         setup::setup()?;
-        run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root())
-            .args(["build", "--release", "-p", "berth", "--bin", "berth-runc"]))?;
+        run(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(root())
+                .args(["build", "--release", "-p", "berth", "--bin", "berth-runc"]),
+        )?;
         let me = std::env::current_exe()?;
         return run(Command::new("unshare")
             .args(["--mount", "--propagation", "private", "--"])
@@ -27,15 +29,26 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
             .args(["compare", "--inner", "--rounds", &rounds.to_string()]));
     }
     let hybrid = Path::new("/sys/fs/cgroup/unified");
-    if Command::new("mountpoint").arg("-q").arg(hybrid).status().map(|s| s.success()).unwrap_or(false) {
+    if Command::new("mountpoint")
+        .arg("-q")
+        .arg(hybrid)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+    {
         run(Command::new("umount").arg(hybrid))?;
-        println!("(in a private mount namespace with {} unmounted, so that crun accepts the layout)", hybrid.display());
+        println!(
+            "(in a private mount namespace with {} unmounted, so that crun accepts the layout)",
+            hybrid.display()
+        );
     }
     let berth = root().join("target/release/berth-runc");
     let dir = root().join("target/compare");
     let _ = std::fs::remove_dir_all(dir.join("bundle"));
     let bundle = bundle::busybox_bundle(&dir.join("bundle"), &berth)?;
-    bundle::edit_config(&bundle, |c| c["process"]["args"] = serde_json::json!(["true"]))?;
+    bundle::edit_config(&bundle, |c| {
+        c["process"]["args"] = serde_json::json!(["true"])
+    })?;
     let mut runtimes: Vec<(String, PathBuf)> = vec![("berth-runc".into(), berth)];
     for name in ["runc", "crun"] {
         match setup::which(name) {
@@ -63,7 +76,10 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
             if out.status.success() {
                 times[i].push(dt);
             } else if failures.len() < 5 {
-                failures.push(format!("{name}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+                failures.push(format!(
+                    "{name}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
             }
         }
     }
@@ -71,18 +87,25 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
         println!("failed: {f}");
     }
     let stats: Vec<Option<(f64, f64, f64)>> = times.iter().map(|t| summary(t)).collect();
-    let mut md = String::from("| runtime | runs | median ms | min ms | max ms | berth-runc / it (median) |\n|---|---|---|---|---|---|\n");
+    let mut md = String::from(
+        "| runtime | runs | median ms | min ms | max ms | berth-runc / it (median) |\n|---|---|---|---|---|---|\n",
+    );
     let base = stats[0].map(|s| s.0);
     for ((name, _), (st, t)) in runtimes.iter().zip(stats.iter().zip(&times)) {
         match st {
             Some((med, min, max)) => {
                 let ratio = base.map(|b| format!("{:.2}", b / med)).unwrap_or_default();
-                md.push_str(&format!("| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {ratio} |\n", t.len()));
+                md.push_str(&format!(
+                    "| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {ratio} |\n",
+                    t.len()
+                ));
             }
             None => md.push_str(&format!("| {name} | 0 | – | – | – | – |\n")),
         }
     }
-    println!("\n`RUNTIME run` of busybox `true` (create+start+wait+delete), {rounds} interleaved rounds:\n\n{md}");
+    println!(
+        "\n`RUNTIME run` of busybox `true` (create+start+wait+delete), {rounds} interleaved rounds:\n\n{md}"
+    );
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("start.md"), &md)?;
     println!("written to {}", dir.join("start.md").display());

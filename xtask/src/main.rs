@@ -56,7 +56,10 @@ fn main() -> Result<()> {
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Runs a command, failing with its command line if it fails.
@@ -78,8 +81,13 @@ fn test() -> Result<()> {
     setup::setup()?;
     run(cargo().args(["test", "--workspace", "--all-targets"]))?;
     let runc = setup::which("runc").context("runc is not installed")?;
-    println!("\n== the OCI suite against runc ({}), to check the suite itself", runc.display());
-    run(cargo().args(["test", "-p", "berth", "--test", "oci_runtime"]).env("BERTH_TEST_RUNTIME", runc))?;
+    println!(
+        "\n== the OCI suite against runc ({}), to check the suite itself",
+        runc.display()
+    );
+    run(cargo()
+        .args(["test", "-p", "berth", "--test", "oci_runtime"])
+        .env("BERTH_TEST_RUNTIME", runc))?;
     Ok(())
 }
 
@@ -112,10 +120,18 @@ echo "namespaces:"; for n in pid net ipc uts mnt cgroup; do echo "  $n -> $(read
     })?;
     println!("host namespaces, for comparison:");
     for n in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
-        println!("  {n} -> {}", std::fs::read_link(format!("/proc/self/ns/{n}"))?.display());
+        println!(
+            "  {n} -> {}",
+            std::fs::read_link(format!("/proc/self/ns/{n}"))?.display()
+        );
     }
     let state_root = dir.join("state");
-    run(Command::new(&bin).arg("--root").arg(&state_root).args(["run", "--bundle"]).arg(&bundle).arg(format!("demo-{}", std::process::id())))?;
+    run(Command::new(&bin)
+        .arg("--root")
+        .arg(&state_root)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(format!("demo-{}", std::process::id())))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -7,7 +7,15 @@ use anyhow::{Result, bail};
 
 /// Packages: the seccomp library to link against, busybox for test rootfs, runc
 /// and crun to compare with, containerd for the engine test, procps for `ps`.
-const PACKAGES: &[&str] = &["busybox-static", "libseccomp-dev", "pkg-config", "runc", "crun", "containerd", "procps"];
+const PACKAGES: &[&str] = &[
+    "busybox-static",
+    "libseccomp-dev",
+    "pkg-config",
+    "runc",
+    "crun",
+    "containerd",
+    "procps",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -20,7 +28,9 @@ fn installed(pkg: &str) -> bool {
 /// Finds a program on PATH (and in /usr/sbin, /sbin).
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default() + ":/usr/sbin:/sbin";
-    path.split(':').map(|d| PathBuf::from(d).join(name)).find(|p| p.is_file())
+    path.split(':')
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
 }
 
 /// Installs what is missing, or says what to install.
@@ -31,17 +41,30 @@ pub fn setup() -> Result<()> {
     }
     let root = nix_is_root();
     if !root || which("apt-get").is_none() {
-        bail!("missing packages: {} (install them as root: apt-get install {})", missing.join(" "), missing.join(" "));
+        bail!(
+            "missing packages: {} (install them as root: apt-get install {})",
+            missing.join(" "),
+            missing.join(" ")
+        );
     }
     println!("xtask setup: installing {}", missing.join(" "));
     crate::run(Command::new("apt-get").args(["update", "-qq"]))?;
-    crate::run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    crate::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     Ok(())
 }
 
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }

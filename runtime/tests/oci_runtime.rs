@@ -565,7 +565,8 @@ fn bad_input_fails_and_leaves_nothing() {
         return;
     }
     let rt = Runtime::new();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Bundle)>)> = vec![
+    type Case = (&'static str, Box<dyn Fn(&mut Bundle)>);
+    let cases: Vec<Case> = vec![
         (
             "malformed",
             Box::new(|b| fs::write(b.path().join("config.json"), "{ not json").expect("write")),

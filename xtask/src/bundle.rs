@@ -32,7 +32,7 @@ pub fn busybox_bundle(dir: &Path, berth_runc: &Path) -> Result<PathBuf> {
     fs::write(rootfs.join("etc/group"), "root:x:0:\n")?;
     let bin = berth_runc;
     let spec = if bin.exists() {
-        let out = Command::new(&bin)
+        let out = Command::new(bin)
             .args(["spec", "--bundle"])
             .arg(dir)
             .status()?;

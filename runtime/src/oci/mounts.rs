@@ -376,7 +376,7 @@ pub fn mount_entry(ctx: &MountContext, root: &File, m: &Mount) -> Result<()> {
         let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() {
             // Re-open: the mount now covers the old target.
-            let target = in_root(root, &relative(dest), OFlag::O_PATH).sys(&what)?;
+            let target = in_root(root, &relative(dest), OFlag::O_PATH).sys(what)?;
             let tpath = proc_fd(&target);
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked_flags(&tpath);
             let flags = if opts.flags.contains(MsFlags::MS_RDONLY) {
@@ -408,7 +408,7 @@ pub fn mount_entry(ctx: &MountContext, root: &File, m: &Mount) -> Result<()> {
                 &what,
             )?;
             if flags.contains(MsFlags::MS_RDONLY) {
-                let target = in_root(root, &relative(dest), OFlag::O_PATH).sys(&what)?;
+                let target = in_root(root, &relative(dest), OFlag::O_PATH).sys(what)?;
                 let p = proc_fd(&target);
                 let f = MsFlags::MS_BIND
                     | MsFlags::MS_REMOUNT
@@ -454,7 +454,7 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
     // Bind `src` on the (already created) container path `sub`, then remount it
     // with the options; the remount needs the new mount, so `sub` is reopened.
     let bind_ro = |src: &Path, sub: &Path| -> Result<()> {
-        let t = in_root(root, &relative(sub), OFlag::O_PATH).sys(&what)?;
+        let t = in_root(root, &relative(sub), OFlag::O_PATH).sys(what)?;
         do_mount(
             Some(src),
             &proc_fd(&t),
@@ -463,7 +463,7 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
             None,
             &what,
         )?;
-        let t = in_root(root, &relative(sub), OFlag::O_PATH).sys(&what)?;
+        let t = in_root(root, &relative(sub), OFlag::O_PATH).sys(what)?;
         let dst = proc_fd(&t);
         let ro_flag = if ro {
             MsFlags::MS_RDONLY
@@ -573,7 +573,7 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
                 }
             }
             if ro {
-                let t = in_root(root, &relative(dest), OFlag::O_PATH).sys(&what)?;
+                let t = in_root(root, &relative(dest), OFlag::O_PATH).sys(what)?;
                 let p = proc_fd(&t);
                 do_mount(
                     None,

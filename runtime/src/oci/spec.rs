@@ -331,7 +331,8 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let cases: Vec<(fn(&mut Value), &str)> = vec![
+        type Case = (fn(&mut Value), &'static str);
+        let cases: Vec<Case> = vec![
             (
                 |v| v["ociVersion"] = json!("2.0.0"),
                 "ociVersion: \"2.0.0\" is not a supported version",

@@ -10,7 +10,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn run_once(bin: &std::path::Path, root: &std::path::Path, bundle: &std::path::Path) {
-    let id = format!("bench-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let id = format!(
+        "bench-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
     let st = Command::new(bin)
         .arg("--root")
         .arg(root)
@@ -35,12 +39,16 @@ fn container_start(c: &mut Criterion) {
     g.sample_size(30);
     let berth = berth_benches::berth_runc();
     let root = dir.path().join("state-berth");
-    g.bench_function("berth-runc run true", |b| b.iter(|| run_once(&berth, &root, &bundle)));
+    g.bench_function("berth-runc run true", |b| {
+        b.iter(|| run_once(&berth, &root, &bundle))
+    });
     for reference in ["/usr/sbin/runc", "/usr/bin/runc"] {
         let bin = std::path::PathBuf::from(reference);
         if bin.exists() {
             let root = dir.path().join("state-runc");
-            g.bench_function("runc run true", |b| b.iter(|| run_once(&bin, &root, &bundle)));
+            g.bench_function("runc run true", |b| {
+                b.iter(|| run_once(&bin, &root, &bundle))
+            });
             break;
         }
     }

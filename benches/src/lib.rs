@@ -10,7 +10,9 @@ use std::process::Command;
 pub fn berth_runc() -> PathBuf {
     std::env::var_os("BERTH_RUNC")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth-runc"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth-runc")
+        })
 }
 
 /// Whether the benchmarks that start containers can run here.
@@ -22,7 +24,10 @@ pub fn can_start_containers() -> Result<(), String> {
         return Err("needs busybox-static (cargo xtask setup)".into());
     }
     if !berth_runc().exists() {
-        return Err(format!("{} is not built (cargo xtask bench builds it)", berth_runc().display()));
+        return Err(format!(
+            "{} is not built (cargo xtask bench builds it)",
+            berth_runc().display()
+        ));
     }
     Ok(())
 }
@@ -30,7 +35,11 @@ pub fn can_start_containers() -> Result<(), String> {
 fn nix_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -42,7 +51,10 @@ pub fn busybox_bundle(dir: &Path, args: &[&str]) -> std::io::Result<()> {
     }
     fs::copy("/bin/busybox", rootfs.join("bin/busybox"))?;
     let list = Command::new("/bin/busybox").arg("--list").output()?;
-    for name in String::from_utf8_lossy(&list.stdout).lines().filter(|n| *n != "busybox") {
+    for name in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|n| *n != "busybox")
+    {
         let _ = symlink("busybox", rootfs.join("bin").join(name));
     }
     let mut spec = berth::oci::spec::default_spec();

@@ -1137,3 +1137,44 @@ fn exec_with_a_terminal_and_systemd_refusal() {
         assert!(err.contains("cgroupfs"), "{err}");
     }
 }
+
+#[test]
+fn rootfs_propagation_and_ps_table() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    // Default: the container's mounts receive no propagation back to the host.
+    let root_line = |out: &str| -> String {
+        out.lines()
+            .find(|l| l.split(' ').nth(4) == Some("/"))
+            .expect("/ in mountinfo")
+            .to_string()
+    };
+    let out = rt.output_of(&mut b, &["cat", "/proc/self/mountinfo"]);
+    assert!(!root_line(&out).contains("shared:"), "{}", root_line(&out));
+    b.edit(|c| c["linux"]["rootfsPropagation"] = json!("rshared"));
+    let out = rt.output_of(&mut b, &["cat", "/proc/self/mountinfo"]);
+    assert!(root_line(&out).contains("shared:"), "{}", root_line(&out));
+
+    b.edit(|c| c["linux"]["rootfsPropagation"] = json!(null));
+    b.args(&["sleep", "60"]);
+    let id = unique_id("ps");
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
+    let pid = rt.pid(&id);
+    let table = rt.ok(&["ps", &id]);
+    let mut lines = table.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|h| h.contains("PID") && h.contains("CMD")),
+        "{table}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    assert!(
+        rows[0].split_whitespace().any(|c| c == pid.to_string()) && rows[0].contains("sleep 60"),
+        "{table}"
+    );
+}

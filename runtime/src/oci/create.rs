@@ -157,7 +157,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
             "process.terminal is true: --console-socket is required".into(),
         ));
     }
-    let prepared = Prepared::new(process, linux.seccomp().as_ref())?;
+    let prepared = Prepared::new(process, linux.seccomp().as_ref(), &store.bpf_cache())?;
     let cgroup = cgroups::resolve(linux.cgroups_path().as_deref(), &opts.id)?;
     let console = match (&opts.console_conn, &opts.console_socket) {
         (Some(c), _) => Some(c.try_clone().io("cloning console socket", "(socketpair)")?),

@@ -69,7 +69,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<ExecOutcome> {
             "a terminal (-t) needs --console-socket".into(),
         ));
     }
-    let prepared = Prepared::new(&opts.process, linux.seccomp().as_ref())?;
+    let prepared = Prepared::new(&opts.process, linux.seccomp().as_ref(), &store.bpf_cache())?;
     let console = opts
         .console_socket
         .as_deref()

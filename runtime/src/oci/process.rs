@@ -95,7 +95,7 @@ fn rlimit_resource(name: &str) -> Option<u32> {
 
 impl Prepared {
     /// From a spec process and the container's seccomp profile.
-    pub fn new(p: &Process, profile: Option<&LinuxSeccomp>) -> Result<Self> {
+    pub fn new(p: &Process, profile: Option<&LinuxSeccomp>, bpf_cache: &Path) -> Result<Self> {
         let mut rlimits = Vec::new();
         for (i, r) in p.rlimits().iter().flatten().enumerate() {
             let name = serde_json::to_value(r.typ())
@@ -122,7 +122,9 @@ impl Prepared {
             rlimits,
             no_new_privs: p.no_new_privileges().unwrap_or(false),
             oom_score_adj: p.oom_score_adj(),
-            seccomp: profile.map(seccomp::compile).transpose()?,
+            seccomp: profile
+                .map(|pr| seccomp::compile_cached(pr, bpf_cache))
+                .transpose()?,
             terminal: p.terminal().unwrap_or(false),
         })
     }

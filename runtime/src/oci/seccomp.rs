@@ -6,18 +6,32 @@
 //! capabilities, when `noNewPrivileges` is off and loading needs CAP_SYS_ADMIN).
 //! Unknown system call names are skipped, as runc does: profiles list calls of newer
 //! kernels. A rule whose action equals the default action is redundant and skipped.
+//!
+//! Compiling Docker's profile with libseccomp costs about 25 ms — most of a
+//! container start. [`compile_cached`] keeps the BPF it produces in a cache keyed
+//! by the SHA-256 of the profile's JSON, so every later start loads the program
+//! directly (crun does the same).
 
 use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::Path;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompOperator};
 
+use sha2::{Digest, Sha256};
+
 use super::error::{Error, Result};
 
 /// A compiled filter, ready to load.
-pub struct Filter(ScmpFilterContext);
+pub enum Filter {
+    /// Built by libseccomp in this process.
+    Context(ScmpFilterContext),
+    /// A BPF program (sock_filter array) from the cache.
+    Bpf(Vec<u8>),
+}
 
 fn json_name<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
@@ -112,15 +126,69 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
             }
         }
     }
-    Ok(Filter(ctx))
+    Ok(Filter::Context(ctx))
+}
+
+/// Like [`compile`], through a cache of BPF programs in `cache_dir`. A cache that
+/// cannot be read or written only costs the compile.
+pub fn compile_cached(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Filter> {
+    let json = serde_json::to_vec(profile).map_err(|e| Error::Seccomp(e.to_string()))?;
+    let key = hex::encode(Sha256::digest(&json));
+    let path = cache_dir.join(format!("{key}.bpf"));
+    if let Ok(bpf) = fs::read(&path)
+        && !bpf.is_empty()
+        && bpf.len() % 8 == 0
+    {
+        return Ok(Filter::Bpf(bpf));
+    }
+    let filter = compile(profile)?;
+    let Filter::Context(ctx) = &filter else {
+        return Ok(filter);
+    };
+    if fs::create_dir_all(cache_dir).is_ok() {
+        let tmp = cache_dir.join(format!("{key}.tmp{}", std::process::id()));
+        let written = File::create(&tmp)
+            .ok()
+            .and_then(|f| ctx.export_bpf(&f).ok());
+        if written.is_some() {
+            let _ = fs::rename(&tmp, &path);
+        } else {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+    Ok(filter)
 }
 
 impl Filter {
     /// Installs the filter on the calling thread (and what it execs).
     pub fn load(&self) -> Result<()> {
-        self.0
-            .load()
-            .map_err(|e| Error::Seccomp(format!("loading the filter: {e}")))
+        match self {
+            Filter::Context(ctx) => ctx
+                .load()
+                .map_err(|e| Error::Seccomp(format!("loading the filter: {e}"))),
+            Filter::Bpf(bpf) => {
+                let prog = libc::sock_fprog {
+                    len: (bpf.len() / 8) as u16,
+                    filter: bpf.as_ptr() as *mut libc::sock_filter,
+                };
+                // SAFETY: a valid program description that the kernel copies.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_seccomp,
+                        libc::SECCOMP_SET_MODE_FILTER,
+                        0,
+                        &prog as *const libc::sock_fprog,
+                    )
+                };
+                if r != 0 {
+                    return Err(Error::Seccomp(format!(
+                        "loading the filter: {}",
+                        std::io::Error::last_os_error()
+                    )));
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -133,6 +201,23 @@ mod tests {
         let v = super::super::default_profile::profile();
         let p: LinuxSeccomp = serde_json::from_value(v).expect("profile");
         compile(&p).expect("compiles");
+    }
+
+    #[test]
+    fn cache_stores_the_bpf_and_reuses_it() {
+        let v = super::super::default_profile::profile();
+        let p: LinuxSeccomp = serde_json::from_value(v).expect("profile");
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            compile_cached(&p, dir.path()).expect("compiles"),
+            Filter::Context(_)
+        ));
+        let files: Vec<_> = fs::read_dir(dir.path()).expect("dir").flatten().collect();
+        assert_eq!(files.len(), 1);
+        match compile_cached(&p, dir.path()).expect("cached") {
+            Filter::Bpf(bpf) => assert_eq!(bpf, fs::read(files[0].path()).expect("read")),
+            Filter::Context(_) => panic!("the cache was not used"),
+        }
     }
 
     #[test]

@@ -205,6 +205,11 @@ impl Store {
         &self.root
     }
 
+    /// Where compiled seccomp programs are cached (a name no container id can take).
+    pub fn bpf_cache(&self) -> PathBuf {
+        self.root.join("bpf:cache")
+    }
+
     /// The directory of container `id`.
     pub fn dir(&self, id: &str) -> PathBuf {
         self.root.join(id)

@@ -115,6 +115,14 @@ impl Drop for Containerd {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+        // ctr puts containers in /<namespace>/<id>: the runtime removes the leaf,
+        // the namespace's parent cgroup is ours to remove.
+        if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+            for e in entries.flatten() {
+                let _ = fs::remove_dir(e.path().join("berthtest"));
+            }
+        }
+        let _ = fs::remove_dir("/sys/fs/cgroup/berthtest");
         // Snapshot mounts, if any survived, would pin the directory.
         if let Ok(info) = fs::read_to_string("/proc/self/mountinfo") {
             for mp in info

@@ -235,7 +235,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     cg.create()?;
     cg.add(pid)?;
     let mut resources = linux.resources().clone().unwrap_or_default();
-    if !cgroup.is_v2 {
+    {
         let mut rules = resources.devices().clone().unwrap_or_default();
         rules.extend(mounts::default_device_rules());
         rules.extend(device_rules_for(

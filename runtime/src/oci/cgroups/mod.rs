@@ -14,6 +14,7 @@
 //! hugepage limits on these machines would be lost), and it pulls ~90 crates into
 //! every CI build for what is writing values to files.
 
+pub mod devices;
 mod v1;
 mod v2;
 

@@ -110,6 +110,9 @@ impl Cgroup for V2 {
 
     fn set(&self, res: &LinuxResources) -> Result<()> {
         let d = &self.dir;
+        if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
+            super::devices::attach(d, rules)?;
+        }
         if let Some(m) = res.memory() {
             if let Some(limit) = m.limit() {
                 self.need("memory.max", "linux.resources.memory.limit")?;

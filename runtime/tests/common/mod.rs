@@ -52,6 +52,9 @@ pub fn unique_id(tag: &str) -> String {
 pub struct Runtime {
     pub bin: PathBuf,
     pub root: tempfile::TempDir,
+    /// Run every command in its own mount namespace where `cgroup2` is mounted on
+    /// /sys/fs/cgroup: a pure-v2 view of the host's cgroup2 hierarchy.
+    pub v2_view: bool,
 }
 
 impl Runtime {
@@ -62,11 +65,20 @@ impl Runtime {
                 .prefix("berth-test-root")
                 .tempdir()
                 .expect("tempdir"),
+            v2_view: false,
         }
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
+        let mut c = if self.v2_view {
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg("mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \"$0\" \"$@\"")
+                .arg(&self.bin);
+            c
+        } else {
+            Command::new(&self.bin)
+        };
         c.arg("--root").arg(self.root.path());
         c.stdin(Stdio::null());
         c

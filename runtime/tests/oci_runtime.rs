@@ -1233,6 +1233,9 @@ fn cgroup_v2_view_of_the_host() {
     rt.v2_view = true;
     let mut b = Bundle::new();
     b.args(&["sleep", "60"]);
+    b.edit(|c| {
+        c["linux"]["resources"]["hugepageLimits"] = json!([{ "pageSize": "2MB", "limit": 4194304 }])
+    });
     let id = unique_id("v2");
     rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
     let pid = rt.pid(&id);
@@ -1250,6 +1253,8 @@ fn cgroup_v2_view_of_the_host() {
             .lines()
             .any(|l| l == pid.to_string())
     );
+    let huge = fs::read_to_string(dir.join("hugetlb.2MB.max")).expect("hugetlb.2MB.max");
+    assert_eq!(huge.trim(), "4194304");
     let out = rt.ok(&[
         "exec",
         &id,
@@ -1286,4 +1291,23 @@ fn cgroup_v2_view_of_the_host() {
     }
     rt.ok(&["delete", "--force", &id]);
     assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[test]
+fn foreground_run_with_a_terminal_proxies_it() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    if !is_berth() {
+        // runc 1.1 needs a controlling terminal (/dev/tty) of its own for this.
+        eprintln!("skipped: berth-runc only");
+        return;
+    }
+    let mut b = Bundle::new();
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    b.args(&["sh", "-c", "tty; echo in-tty"]);
+    let (code, out, err) = rt.run_fg(&b, &unique_id("fgtty"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/dev/pts/") && out.contains("in-tty"), "{out}");
 }

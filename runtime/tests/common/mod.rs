@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 /// The runtime binary under test.
 pub fn runtime_bin() -> PathBuf {
-    match std::env::var_os("BERTH_TEST_RUNTIME") {
+    match std::env::var_os("BERTH_TEST_RUNTIME").filter(|p| !p.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_BIN_EXE_berth-runc")),
     }

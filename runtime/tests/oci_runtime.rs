@@ -7,8 +7,7 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -746,26 +745,7 @@ fn console_socket_receives_the_pty() {
     let sock_path = dir.path().join("console.sock");
     let listener = UnixListener::bind(&sock_path).expect("bind");
     let id = unique_id("tty");
-    let accept = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept");
-        let mut buf = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .expect("recvmsg");
-        for c in msg.cmsgs().expect("cmsgs") {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the kernel installed this descriptor for us.
-                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-            }
-        }
-        panic!("no fd received");
-    });
+    let accept = std::thread::spawn(move || common::recv_pty(&listener));
     rt.ok(&[
         "create",
         "--bundle",
@@ -777,18 +757,7 @@ fn console_socket_receives_the_pty() {
     let master = accept.join().expect("accept thread");
     rt.ok(&["start", &id]);
     let mut f = fs::File::from(master);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        if String::from_utf8_lossy(&out).contains("hello-pty") {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&out);
+    let text = common::read_until(&mut f, "hello-pty");
     assert!(
         text.contains("/dev/pts/0") && text.contains("hello-pty"),
         "{text}"
@@ -1090,26 +1059,7 @@ fn exec_with_a_terminal_and_systemd_refusal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock_path = dir.path().join("exec.sock");
     let listener = UnixListener::bind(&sock_path).expect("bind");
-    let accept = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().expect("accept");
-        let mut buf = [0u8; 256];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .expect("recvmsg");
-        for c in msg.cmsgs().expect("cmsgs") {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
-                // SAFETY: the kernel installed this descriptor for us.
-                return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-            }
-        }
-        panic!("no fd received");
-    });
+    let accept = std::thread::spawn(move || common::recv_pty(&listener));
     rt.ok(&[
         "exec",
         "-t",
@@ -1122,18 +1072,7 @@ fn exec_with_a_terminal_and_systemd_refusal() {
         "tty; echo exec-pty",
     ]);
     let mut f = fs::File::from(accept.join().expect("accept thread"));
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        if String::from_utf8_lossy(&out).contains("exec-pty") {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&out);
+    let text = common::read_until(&mut f, "exec-pty");
     assert!(
         text.contains("/dev/pts/") && text.contains("exec-pty"),
         "{text}"

@@ -444,17 +444,32 @@ fn finish(root: &File, dest: &Path, opts: &MountOptions, what: &dyn Fn() -> Stri
     Ok(())
 }
 
-/// `type: cgroup`: the container's own cgroups, as runc shows them.
+/// `type: cgroup`: the container's own cgroups, as runc shows them. With a cgroup
+/// namespace each hierarchy is mounted fresh (the kernel roots it at the
+/// container's cgroup); without one, the container's cgroup directories are bound.
 fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOptions) -> Result<()> {
     let what = || format!("mounting cgroups on {}", dest.display());
     let flags = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY);
-    let ro = opts.flags.contains(MsFlags::MS_RDONLY);
-    let target = ensure_target(root, dest, false)?;
-    let tpath = proc_fd(&target);
-    // Bind `src` on the (already created) container path `sub`, then remount it
-    // with the options; the remount needs the new mount, so `sub` is reopened.
-    let bind_ro = |src: &Path, sub: &Path| -> Result<()> {
-        let t = in_root(root, &relative(sub), OFlag::O_PATH).sys(what)?;
+    let ro = if opts.flags.contains(MsFlags::MS_RDONLY) {
+        MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    };
+    // One hierarchy at the container path `sub`: fresh (`fstype`, `data`) in a
+    // cgroup namespace, else a bind of `src` remounted with the options.
+    let one = |sub: &Path, fstype: &str, data: Option<&str>, src: Option<&Path>| -> Result<()> {
+        let t = ensure_target(root, sub, false)?;
+        if ctx.cgroupns {
+            return do_mount(
+                Some(Path::new(fstype)),
+                &proc_fd(&t),
+                Some(fstype),
+                flags | ro,
+                data,
+                &what,
+            );
+        }
+        let Some(src) = src else { return Ok(()) };
         do_mount(
             Some(src),
             &proc_fd(&t),
@@ -463,45 +478,22 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
             None,
             &what,
         )?;
+        // The remount needs the new mount: reopen the path.
         let t = in_root(root, &relative(sub), OFlag::O_PATH).sys(what)?;
         let dst = proc_fd(&t);
-        let ro_flag = if ro {
-            MsFlags::MS_RDONLY
-        } else {
-            MsFlags::empty()
-        };
-        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&dst) | ro_flag;
+        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&dst) | ro;
         do_mount(None, &dst, None, f, None, &what)
     };
     match cgroups::layout()? {
-        Layout::V2(_) => {
-            if ctx.cgroupns {
-                let f = flags
-                    | if ro {
-                        MsFlags::MS_RDONLY
-                    } else {
-                        MsFlags::empty()
-                    };
-                do_mount(
-                    Some(Path::new("cgroup2")),
-                    &tpath,
-                    Some("cgroup2"),
-                    f,
-                    None,
-                    &what,
-                )
-            } else {
-                let src = ctx.cgroup.unified.clone().unwrap_or_default();
-                bind_ro(&src, dest)
-            }
-        }
+        Layout::V2(_) => one(dest, "cgroup2", None, ctx.cgroup.unified.as_deref()),
         Layout::V1 {
             controllers,
             unified,
         } => {
+            let t = ensure_target(root, dest, false)?;
             do_mount(
                 Some(Path::new("tmpfs")),
-                &tpath,
+                &proc_fd(&t),
                 Some("tmpfs"),
                 flags,
                 Some("mode=755"),
@@ -515,74 +507,33 @@ fn mount_cgroup(ctx: &MountContext, root: &File, dest: &Path, opts: &MountOption
                 if !mounted.insert(base.to_string()) {
                     continue;
                 }
-                let sub = dest.join(base);
-                let t = ensure_target(root, &sub, false)?;
-                let tp = proc_fd(&t);
-                if ctx.cgroupns {
-                    let options: Vec<&str> = controllers
-                        .iter()
-                        .filter(|(_, m)| *m == mountpoint)
-                        .map(|(n, _)| n.as_str())
-                        .collect();
-                    let f = flags
-                        | if ro {
-                            MsFlags::MS_RDONLY
-                        } else {
-                            MsFlags::empty()
-                        };
-                    do_mount(
-                        Some(Path::new("cgroup")),
-                        &tp,
-                        Some("cgroup"),
-                        f,
-                        Some(&options.join(",")),
-                        &what,
-                    )?;
-                } else if let Some(src) = ctx.cgroup.v1.get(name) {
-                    bind_ro(src, &sub)?;
-                }
+                let options: Vec<&str> = controllers
+                    .iter()
+                    .filter(|(_, m)| *m == mountpoint)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                let src = ctx.cgroup.v1.get(name).map(PathBuf::as_path);
+                one(&dest.join(base), "cgroup", Some(&options.join(",")), src)?;
                 // Co-mounted controllers ("cpu,cpuacct") also get a link per name.
                 if base.contains(',') {
+                    let parent = ensure_target(root, dest, false)?;
                     for n in base.split(',') {
-                        let parent = ensure_target(root, dest, false)?;
                         let _ = nix::unistd::symlinkat(base, &parent, n);
                     }
                 }
             }
             if let Some(u) = unified {
-                let sub = dest.join(u.file_name().unwrap_or_default());
-                let t = ensure_target(root, &sub, false)?;
-                let tp = proc_fd(&t);
-                if ctx.cgroupns {
-                    let f = flags
-                        | if ro {
-                            MsFlags::MS_RDONLY
-                        } else {
-                            MsFlags::empty()
-                        };
-                    do_mount(
-                        Some(Path::new("cgroup2")),
-                        &tp,
-                        Some("cgroup2"),
-                        f,
-                        None,
-                        &what,
-                    )?;
-                } else if let Some(src) = &ctx.cgroup.unified {
-                    bind_ro(src, &sub)?;
-                }
-            }
-            if ro {
-                let t = in_root(root, &relative(dest), OFlag::O_PATH).sys(what)?;
-                let p = proc_fd(&t);
-                do_mount(
+                one(
+                    &dest.join(u.file_name().unwrap_or_default()),
+                    "cgroup2",
                     None,
-                    &p,
-                    None,
-                    MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
-                    Some("mode=755"),
-                    &what,
+                    ctx.cgroup.unified.as_deref(),
                 )?;
+            }
+            if !ro.is_empty() {
+                let t = in_root(root, &relative(dest), OFlag::O_PATH).sys(what)?;
+                let f = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags;
+                do_mount(None, &proc_fd(&t), None, f, Some("mode=755"), &what)?;
             }
             Ok(())
         }

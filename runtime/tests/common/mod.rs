@@ -298,3 +298,43 @@ pub fn cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
 pub fn cgroup_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
+
+/// Accepts one connection on a console socket and returns the pty master it carries.
+pub fn recv_pty(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().expect("accept");
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel installed this descriptor for us.
+            return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received");
+}
+
+/// Reads `f` until `marker` appears or it ends; returns what was read.
+pub fn read_until(f: &mut std::fs::File, marker: &str) -> String {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&out).contains(marker) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -399,13 +399,7 @@ fn run_container(
 fn exec_cmd(log: &Logger, store: &Store, a: &ExecCli) -> Result<u8> {
     let process = match &a.process {
         Some(path) => {
-            let data = if path == Path::new("-") {
-                let mut v = Vec::new();
-                std::io::stdin().read_to_end(&mut v)?;
-                v
-            } else {
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
-            };
+            let data = read_input(path)?;
             let p: oci_spec::runtime::Process = spec::read_json(path, &data)?;
             spec::validate_process(&p, path, "(process)")?;
             p
@@ -444,6 +438,18 @@ fn exec_cmd(log: &Logger, store: &Store, a: &ExecCli) -> Result<u8> {
     }
 }
 
+/// A file's contents, or stdin's for "-".
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut v = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .context("reading stdin")?;
+        return Ok(v);
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
 fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
     let (u, g) = match s.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -463,13 +469,7 @@ fn update_resources(u: &UpdateCli) -> Result<oci_spec::runtime::LinuxResources> 
     use serde_json::json;
     let mut v = match &u.resources {
         Some(path) => {
-            let data = if path == Path::new("-") {
-                let mut v = Vec::new();
-                std::io::stdin().read_to_end(&mut v)?;
-                v
-            } else {
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
-            };
+            let data = read_input(path)?;
             let r: oci_spec::runtime::LinuxResources = spec::read_resources(path, &data)?;
             serde_json::to_value(r)?
         }

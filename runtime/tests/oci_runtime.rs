@@ -1250,3 +1250,95 @@ fn foreground_run_with_a_terminal_proxies_it() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("/dev/pts/") && out.contains("in-tty"), "{out}");
 }
+
+#[test]
+fn cpu_and_memory_reservation_limits() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.args(&["sleep", "60"]);
+    b.edit(|c| {
+        c["linux"]["resources"]["cpu"] =
+            json!({ "shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0" });
+        c["linux"]["resources"]["memory"] = json!({ "limit": 268435456, "reservation": 134217728 });
+    });
+    let id = unique_id("cpu");
+    rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
+    let pid = rt.pid(&id);
+    let read = |ctl: &str, file: &str| {
+        let dir = cgroup_dir(pid, if cgroup_v2() { "" } else { ctl }).expect("cgroup");
+        fs::read_to_string(dir.join(file))
+            .expect(file)
+            .trim()
+            .to_string()
+    };
+    if cgroup_v2() {
+        assert_eq!(read("", "cpu.max"), "50000 100000");
+        assert_eq!(read("", "cpu.weight"), "20");
+        assert_eq!(read("", "memory.low"), "134217728");
+    } else {
+        assert_eq!(read("cpu", "cpu.shares"), "512");
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
+        assert_eq!(read("memory", "memory.soft_limit_in_bytes"), "134217728");
+    }
+    assert_eq!(read("cpuset", "cpuset.cpus"), "0");
+    let out = rt.ok(&[
+        "exec",
+        &id,
+        "grep",
+        "Cpus_allowed_list",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out.split_whitespace().nth(1), Some("0"), "{out}");
+}
+
+#[test]
+fn hook_timeout_fails_create() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    b.edit(|c| c["hooks"] = json!({ "createRuntime": [{ "path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1 }] }));
+    let t0 = std::time::Instant::now();
+    let err = rt.fails(&["create", "--bundle", b.path_str(), &unique_id("hookto")]);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(25),
+        "the hook was not stopped at its timeout"
+    );
+    if is_berth() {
+        assert!(err.contains("timed out"), "{err}");
+    }
+    assert_eq!(rt.ok(&["list", "-q"]).trim(), "");
+}
+
+#[test]
+fn readonly_bind_mount_and_ambient_capabilities() {
+    if need_root() {
+        return;
+    }
+    let rt = Runtime::new();
+    let mut b = Bundle::new();
+    let shared = tempfile::tempdir().expect("tempdir");
+    fs::write(shared.path().join("file"), "from-host\n").expect("write");
+    let src = shared.path().to_str().expect("path").to_string();
+    b.edit(|c| {
+        c["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev"]
+        }));
+        c["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+        let caps = json!(["CAP_NET_BIND_SERVICE"]);
+        c["process"]["capabilities"] = json!({ "bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps });
+    });
+    let out = rt.output_of(&mut b, &["sh", "-c", "cat /data/file; touch /data/x 2>/dev/null && echo writable || echo ro; grep -E '^Cap(Eff|Amb)' /proc/self/status"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from-host");
+    assert_eq!(lines[1], "ro");
+    // CAP_NET_BIND_SERVICE is bit 10: kept across exec by a non-root user through the ambient set.
+    assert!(lines[2].ends_with("0000000000000400"), "{out}");
+    assert!(lines[3].ends_with("0000000000000400"), "{out}");
+    assert!(!shared.path().join("x").exists());
+}

@@ -185,9 +185,12 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        let out = self.run(&["list", "-q"]);
+        // Never panic here: a panic while unwinding would abort and leave the root behind.
+        let Ok(out) = self.cmd().args(["list", "-q"]).output() else {
+            return;
+        };
         for id in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = self.run(&["delete", "--force", id]);
+            let _ = self.cmd().args(["delete", "--force", id]).output();
         }
     }
 }

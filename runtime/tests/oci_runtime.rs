@@ -532,6 +532,12 @@ fn forbidden_transitions_are_refused() {
     rt.ok(&["create", "--bundle", b.path_str(), &id]);
     assert_eq!(rt.status(&id), "created");
     rt.fails(&["resume", &id]);
+    // A created container can be frozen and thawed (as runc allows), and stays startable.
+    rt.ok(&["pause", &id]);
+    assert_eq!(rt.status(&id), "paused");
+    rt.fails(&["start", &id]);
+    rt.ok(&["resume", &id]);
+    assert_eq!(rt.status(&id), "created");
     rt.fails(&["create", "--bundle", b.path_str(), &id]);
     rt.ok(&["start", &id]);
     assert_eq!(rt.status(&id), "running");

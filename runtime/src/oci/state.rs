@@ -361,11 +361,12 @@ impl State {
         if !self.init_alive() {
             return Status::Stopped;
         }
-        if dir.join(EXEC_FIFO).exists() {
-            return Status::Created;
-        }
+        // Frozen first: runc reports a paused created container as paused too.
         if super::cgroups::manager(&self.cgroup).is_frozen() {
             return Status::Paused;
+        }
+        if dir.join(EXEC_FIFO).exists() {
+            return Status::Created;
         }
         Status::Running
     }

@@ -5,6 +5,7 @@
 mod bundle;
 mod compare;
 mod setup;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +36,24 @@ enum Cmd {
         #[arg(long, hide = true)]
         inner: bool,
     },
+    /// Run the root tests inside QEMU VMs, one per cgroup layout.
+    VmTest {
+        /// Only tests whose name contains this (libtest's filter).
+        #[arg(long)]
+        filter: Option<String>,
+        /// v1, v2 or both.
+        #[arg(long, default_value = "both")]
+        cgroup: String,
+        /// Leave the VM at a shell on the serial console after the tests.
+        #[arg(long)]
+        keep: bool,
+        /// VMs at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Wall-clock limit per VM, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Run the criterion benchmarks.
     Bench {
         /// Only benchmarks matching this.
@@ -51,6 +70,19 @@ fn main() -> Result<()> {
         Cmd::Demo => demo(),
         Cmd::Compare { rounds, inner } => compare::compare(rounds, inner),
         Cmd::Bench { filter } => bench(filter),
+        Cmd::VmTest {
+            filter,
+            cgroup,
+            keep,
+            jobs,
+            timeout,
+        } => vm::vm_test(vm::Options {
+            filter,
+            cgroup,
+            keep,
+            jobs,
+            timeout,
+        }),
     }
 }
 
@@ -71,7 +103,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
     c

@@ -35,7 +35,12 @@ pub fn which(name: &str) -> Option<PathBuf> {
 
 /// Installs what is missing, or says what to install.
 pub fn setup() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    setup_packages(PACKAGES)
+}
+
+/// Installs `packages` where missing (as root on Debian), or says what to install.
+pub fn setup_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -849,22 +849,34 @@ fn kill_by_name_number_and_all() {
     }
     let rt = Runtime::new();
     let mut b = Bundle::new();
+    // A shell as pid 1 ignores SIGTERM unless it traps it. (Not `sleep 60 & wait`:
+    // a pid-1 shell blocked in vfork cannot be woken, not even by SIGKILL, until
+    // its child execs — under the VMs' emulated CPU that window was hit.)
     b.args(&[
         "sh",
         "-c",
-        "trap 'exit 0' TERM; touch /tmp/trapped; sleep 60 & wait",
+        "trap 'exit 0' TERM; touch /tmp/trapped; while true; do sleep 1; done",
     ]);
     let id = unique_id("kill");
     rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
-    rt.ok(&["exec", "-d", &id, "sleep", "60"]);
-    assert_eq!(
-        serde_json::from_str::<Vec<i32>>(&rt.ok(&["ps", "--format", "json", &id]))
-            .expect("ps")
-            .len(),
-        3
-    );
+    let pid_file = b.path().join("exec.pid");
+    rt.ok(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().expect("p"),
+        &id,
+        "sleep",
+        "60",
+    ]);
+    let epid: i32 = fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let ps: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).expect("ps");
+    assert!(ps.contains(&rt.pid(&id)) && ps.contains(&epid), "{ps:?}");
     rt.fails(&["kill", &id, "NOSUCHSIGNAL"]);
-    // As pid 1 the shell ignores SIGTERM until its trap is set: wait for that.
     rt.ok(&[
         "exec",
         &id,
@@ -874,7 +886,13 @@ fn kill_by_name_number_and_all() {
     ]);
     rt.ok(&["kill", &id, "SIGTERM"]);
     rt.wait_status(&id, "stopped");
+    // The exec'd process outlived the init; delete kills it with the cgroup.
     rt.ok(&["delete", &id]);
+    assert!(
+        fs::read_to_string(format!("/proc/{epid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true)
+    );
     let id = unique_id("kill");
     rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
     rt.ok(&["kill", "--all", &id, "9"]);

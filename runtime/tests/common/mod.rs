@@ -179,7 +179,25 @@ impl Runtime {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("{id} never became {status}: {}", self.status(id));
+        // Say what every process of the container is doing.
+        let ps: Vec<i32> =
+            serde_json::from_str(&self.ok(&["ps", "--format", "json", id])).unwrap_or_default();
+        let procs: Vec<String> = ps
+            .iter()
+            .map(|p| {
+                let st = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                let wchan = fs::read_to_string(format!("/proc/{p}/wchan")).unwrap_or_default();
+                let stack = fs::read_to_string(format!("/proc/{p}/stack")).unwrap_or_default();
+                let stat: Vec<&str> = st.split(' ').take(3).collect();
+                let stack: Vec<&str> = stack.lines().take(5).collect();
+                format!("{} wchan={wchan} stack={}", stat.join(" "), stack.join("|"))
+            })
+            .collect();
+        panic!(
+            "{id} never became {status}: {} (init {}; processes: {procs:?})",
+            self.status(id),
+            self.pid(id)
+        );
     }
 }
 

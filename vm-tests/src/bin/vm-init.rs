@@ -136,6 +136,30 @@ fn cgroups(layout: &str) {
     }
 }
 
+/// As PID 1, reaps every orphan that is reparented here (a container's pid-1 that
+/// exits waits until all of its namespace's processes are reaped) until `pid`
+/// exits; returns its exit code (128+N for signal N).
+fn reap_until(pid: i32) -> i32 {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on any child with a valid status pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return 255;
+        }
+        if r == pid {
+            return if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // SAFETY: getpid has no preconditions.
@@ -191,10 +215,10 @@ fn main() {
         if let Some(f) = arg("filter") {
             cmd.arg(f);
         }
-        match cmd.status() {
-            Ok(s) if s.success() => {}
-            Ok(s) => {
-                println!("VMTEST-FAILED {} ({s})", bin.display());
+        match cmd.spawn().map(|child| reap_until(child.id() as i32)) {
+            Ok(0) => {}
+            Ok(code) => {
+                println!("VMTEST-FAILED {} (exit {code})", bin.display());
                 rc = 1;
             }
             Err(e) => {

@@ -176,7 +176,7 @@ fn boot(
     );
     let mut append = format!(
         "console=ttyS0 panic=-1 quiet cryptomgr.notests mitigations=off tsc=reliable no_timer_check random.trust_cpu=on \
-         audit=0 8250.nr_uarts=1 rcupdate.rcu_expedited=1 noreplace-smp tsc_early_khz={} pci=off vmtest.cgroup={layout} vmtest.nonce={nonce}",
+         audit=0 8250.nr_uarts=1 rcupdate.rcu_expedited=1 noreplace-smp tsc_early_khz={} pci=off vmtest.cgroup={layout} vmtest.nonce={nonce} RUST_BACKTRACE=1",
         host_tsc_khz()
     );
     if let Some(f) = &opts.filter {

@@ -49,7 +49,13 @@ pub fn ensure(dir: &Path) -> Result<Kernel> {
             return Ok(k);
         }
     }
-    let pkg = versioned_package()?;
+    let pkg = match versioned_package() {
+        Ok(p) => p,
+        Err(_) => {
+            crate::run(Command::new("apt-get").args(["update", "-qq"]))?;
+            versioned_package()?
+        }
+    };
     let release = pkg.trim_start_matches("linux-image-").to_string();
     println!("vm-test: downloading {pkg}");
     crate::run(

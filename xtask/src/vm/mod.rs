@@ -421,6 +421,10 @@ pub fn vm_test(opts: Options) -> Result<()> {
         wall.elapsed().as_secs_f64(),
         dir.display()
     );
+    let (passed, failed, ignored) = outcomes.iter().fold((0, 0, 0), |a, o| {
+        (a.0 + o.passed, a.1 + o.failed, a.2 + o.ignored)
+    });
+    println!("vm-test: {passed} passed, {failed} failed, {ignored} skipped");
     if !all_ok {
         bail!("vm-test failed");
     }

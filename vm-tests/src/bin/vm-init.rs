@@ -180,8 +180,15 @@ fn main() {
         let _ = std::os::unix::fs::symlink("pts/ptmx", "/dev/ptmx");
     }
     let _ = std::os::unix::fs::symlink("/proc/self/fd", "/dev/fd");
+    // The initramfs root is writable already; a tmpfs would hide what the runner
+    // packed under these paths (a checkout under /tmp, with its binaries).
     for t in ["/dev/shm", "/run", "/tmp"] {
-        mount("tmpfs", t, "tmpfs", 0, "");
+        let empty = fs::read_dir(t)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if empty {
+            mount("tmpfs", t, "tmpfs", 0, "");
+        }
     }
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let arg = |k: &str| {

@@ -52,7 +52,7 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-fn build(filter_vm_only: bool) -> Result<(Vec<PathBuf>, PathBuf, PathBuf)> {
+fn build() -> Result<(Vec<PathBuf>, PathBuf, PathBuf)> {
     let mut cmd = crate::cargo();
     cmd.args([
         "build",
@@ -60,6 +60,8 @@ fn build(filter_vm_only: bool) -> Result<(Vec<PathBuf>, PathBuf, PathBuf)> {
         "--bins",
         "-p",
         "berth-vm-tests",
+        "-p",
+        "berth-harness",
         "-p",
         "berth",
         "--message-format=json",
@@ -84,13 +86,17 @@ fn build(filter_vm_only: bool) -> Result<(Vec<PathBuf>, PathBuf, PathBuf)> {
             continue;
         };
         let name = v["target"]["name"].as_str().unwrap_or_default();
+        let kind = v["target"]["kind"][0].as_str().unwrap_or_default();
         let is_test = v["profile"]["test"].as_bool().unwrap_or(false);
+        let pkg = v["package_id"].as_str().unwrap_or_default();
+        let vm_package = pkg.contains("berth-vm-tests") || pkg.contains("berth-harness");
         match (is_test, name) {
             (false, "vm-init") => init = Some(PathBuf::from(exe)),
             (false, "berth-runc") => runc = Some(PathBuf::from(exe)),
-            // The guest checks, and the OCI suite; containerd is not in the guest.
-            (true, "guest") => tests.push(PathBuf::from(exe)),
-            (true, "oci_runtime") if !filter_vm_only => tests.push(PathBuf::from(exe)),
+            // Every integration test of vm-tests and the harness, and the OCI suite
+            // (containerd is not in the guest: its test stays on the host).
+            (true, _) if vm_package && kind == "test" => tests.push(PathBuf::from(exe)),
+            (true, "oci_runtime") => tests.push(PathBuf::from(exe)),
             _ => {}
         }
     }
@@ -336,7 +342,7 @@ pub fn vm_test(opts: Options) -> Result<()> {
     let dir = root().join("target/vm-test");
     std::fs::create_dir_all(&dir)?;
     let kernel = kernel::ensure(&dir.join("kernel"))?;
-    let (tests, init, runc) = build(false)?;
+    let (tests, init, runc) = build()?;
     let payload = initramfs::Payload {
         init,
         tests,

@@ -205,6 +205,10 @@ fn main() {
         .args(["link", "set", "lo", "up"])
         .status();
     println!("VMTEST-READY layout={layout} uptime={}", uptime());
+    // Shows that the runner notices a kernel panic: BERTH_VM_PANIC_DEMO=1.
+    if std::env::var_os("BERTH_VM_PANIC_DEMO").is_some_and(|v| v == "1") {
+        let _ = fs::write("/proc/sysrq-trigger", "c");
+    }
 
     let mut rc = 0;
     let mut bins: Vec<_> = fs::read_dir("/vmtest/bin")

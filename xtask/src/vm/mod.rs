@@ -191,8 +191,10 @@ fn boot(
     if opts.keep {
         append.push_str(" vmtest.keep=1");
     }
-    if std::env::var_os("BERTH_VM_FAIL_DEMO").is_some_and(|v| v == "1") {
-        append.push_str(" BERTH_VM_FAIL_DEMO=1");
+    for demo in ["BERTH_VM_FAIL_DEMO", "BERTH_VM_PANIC_DEMO"] {
+        if std::env::var_os(demo).is_some_and(|v| v == "1") {
+            append.push_str(&format!(" {demo}=1"));
+        }
     }
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([

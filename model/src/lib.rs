@@ -1,7 +1,15 @@
 //! berth-model: the executable specification that the harness holds the runtime against.
 //!
-//! Not built yet: issue 4 fills this crate with the namespace, cgroup, union and
-//! bridge/IP models described in shared/DESIGN.md ("The model"). It has no I/O, no
-//! unsafe code and no dependency on the runtime crate, and it must stay that way.
+//! Written to be read: every operation returns the refusal the kernel (or the
+//! runtime) gives, and every query answers what the harness can observe. It has no
+//! I/O, no unsafe code, no dependency on the runtime crate, and is deterministic.
+//!
+//! Parts (shared/DESIGN.md, "The model"):
+//! - [`namespaces`]: processes, the eight namespace kinds, the pid and user
+//!   namespace trees.
+//!
+//! The cgroup, union-filesystem and bridge/IP parts come next (issue 4).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod namespaces;

@@ -7,9 +7,12 @@
 //! Parts (shared/DESIGN.md, "The model"):
 //! - [`namespaces`]: processes, the eight namespace kinds, the pid and user
 //!   namespace trees.
+//! - [`cgroups`]: v2 and v1 hierarchies, controllers, limits, the freezer, and
+//!   how OCI's `linux.resources` becomes cgroup files.
 //!
-//! The cgroup, union-filesystem and bridge/IP parts come next (issue 4).
+//! The union-filesystem and bridge/IP parts come next (issue 4).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cgroups;
 pub mod namespaces;

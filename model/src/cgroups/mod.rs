@@ -1,0 +1,419 @@
+//! cgroups: the hierarchies, their processes, controllers and limits.
+//!
+//! Rules encoded here, from the kernel's Documentation/admin-guide/cgroup-v2.rst
+//! and cgroup-v1/*.rst, and from the OCI runtime spec's `linux.resources`:
+//!
+//! - A hierarchy is a tree of cgroups named by paths from its root "/". v2 has one
+//!   hierarchy; v1 has one per mounted controller.
+//! - `mkdir` needs the parent to exist and the name to be free; `rmdir` is refused
+//!   (EBUSY) while the cgroup has children or processes, and the root cannot go.
+//! - A process is in exactly one cgroup of each hierarchy; attaching moves it.
+//! - v2 only: a controller is enabled for a cgroup's children in its
+//!   `cgroup.subtree_control`, and only if the cgroup itself has it (the root has
+//!   every controller); a cgroup with processes of its own may not enable
+//!   controllers for children, and a cgroup that enables them may not take
+//!   processes (the no-internal-process rule; the root is exempt).
+//! - A limit file exists in a v2 cgroup only where its parent enables the
+//!   controller (ENOENT otherwise), never at the root; in v1 in every non-root
+//!   cgroup of the controller's hierarchy.
+//! - Disabling a controller in a cgroup removes its files, and their limits,
+//!   from the children; it is refused while a child enables it further down.
+//! - What a limit means for a process is the tightest value along its cgroup's
+//!   path; a cgroup is frozen if it or any ancestor is.
+//! - [`oci`] maps `linux.resources` fields to the files of each version.
+
+pub mod oci;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A process, by host pid.
+pub type Pid = u32;
+
+/// cgroup controllers the runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Controller {
+    /// cpu (v1: cpu,cpuacct)
+    Cpu,
+    /// cpuset
+    Cpuset,
+    /// io (v1: blkio)
+    Io,
+    /// memory
+    Memory,
+    /// pids
+    Pids,
+    /// hugetlb
+    Hugetlb,
+    /// v1's freezer (v2 has cgroup.freeze in every cgroup)
+    Freezer,
+}
+
+impl Controller {
+    /// The controllers of a v2 root.
+    pub const V2: [Controller; 6] = [
+        Controller::Cpu,
+        Controller::Cpuset,
+        Controller::Io,
+        Controller::Memory,
+        Controller::Pids,
+        Controller::Hugetlb,
+    ];
+}
+
+/// A limit a cgroup file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Limit {
+    /// memory.max / memory.limit_in_bytes (bytes)
+    MemoryMax,
+    /// memory.high / memory.soft_limit_in_bytes (bytes)
+    MemoryHigh,
+    /// memory.swap.max (bytes of swap)
+    SwapMax,
+    /// pids.max
+    PidsMax,
+    /// cpu.max quota per 100 ms period, in µs
+    CpuQuota,
+    /// cpu.weight (1..10000)
+    CpuWeight,
+    /// io.weight (1..10000)
+    IoWeight,
+}
+
+impl Limit {
+    /// The controller the limit belongs to.
+    pub fn controller(self) -> Controller {
+        match self {
+            Limit::MemoryMax | Limit::MemoryHigh | Limit::SwapMax => Controller::Memory,
+            Limit::PidsMax => Controller::Pids,
+            Limit::CpuQuota | Limit::CpuWeight => Controller::Cpu,
+            Limit::IoWeight => Controller::Io,
+        }
+    }
+
+    /// Whether the tightest value along the path is what applies (a maximum),
+    /// rather than a share relative to siblings (a weight).
+    pub fn is_maximum(self) -> bool {
+        !matches!(self, Limit::CpuWeight | Limit::IoWeight)
+    }
+}
+
+/// Why an operation is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// ENOENT: no such cgroup (or no such parent).
+    NoSuchCgroup(String),
+    /// EEXIST: the cgroup exists.
+    Exists(String),
+    /// EBUSY: rmdir of a cgroup with children or processes, or of the root.
+    Busy(String),
+    /// ENOENT: the limit's file is not in this cgroup (controller not enabled by the parent, or the root).
+    NoSuchFile(String, Limit),
+    /// EINVAL/ENOENT: enabling a controller the cgroup itself does not have.
+    ControllerUnavailable(String, Controller),
+    /// EBUSY: the no-internal-process rule (v2).
+    InternalProcess(String),
+    /// No hierarchy holds this controller (v1).
+    NotMounted(Controller),
+    /// ENOENT: the root cgroup has no cgroup.freeze.
+    RootCannotFreeze,
+}
+
+/// The hierarchies of a machine: one for v2, one per controller (group) for v1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The hierarchies.
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+impl Layout {
+    /// Pure v2 with every controller at the root.
+    pub fn v2() -> Self {
+        Layout {
+            hierarchies: vec![Hierarchy::new(true, Controller::V2)],
+        }
+    }
+
+    /// v1 as `cargo xtask vm-test` mounts it: cpu (with cpuacct), cpuset, io
+    /// (blkio), memory, pids, hugetlb and freezer each in their own hierarchy.
+    pub fn v1() -> Self {
+        use Controller::*;
+        Layout {
+            hierarchies: [Cpu, Cpuset, Io, Memory, Pids, Hugetlb, Freezer]
+                .into_iter()
+                .map(|c| Hierarchy::new(false, [c]))
+                .collect(),
+        }
+    }
+
+    /// The hierarchy that holds `ctl`.
+    pub fn for_controller(&mut self, ctl: Controller) -> Result<&mut Hierarchy, Refusal> {
+        let v2 = self.hierarchies.first().is_some_and(|h| h.v2);
+        let ctl = if v2 && ctl == Controller::Freezer {
+            Controller::Cpu
+        } else {
+            ctl
+        };
+        self.hierarchies
+            .iter_mut()
+            .find(|h| h.controllers.contains(&ctl))
+            .ok_or(Refusal::NotMounted(ctl))
+    }
+
+    /// `mkdir -p path` in every hierarchy, then `pid` into it in every hierarchy:
+    /// what the runtime does for a container's cgroupsPath.
+    pub fn place(&mut self, pid: Pid, path: &str) -> Result<(), Refusal> {
+        for h in &mut self.hierarchies {
+            let mut acc = String::new();
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                acc.push('/');
+                acc.push_str(part);
+                match h.mkdir(&acc) {
+                    Ok(()) | Err(Refusal::Exists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            h.attach(pid, if acc.is_empty() { "/" } else { &acc })?;
+        }
+        Ok(())
+    }
+}
+
+/// One cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cgroup {
+    /// Its own processes.
+    pub procs: BTreeSet<Pid>,
+    /// v2: controllers enabled for its children.
+    pub subtree_control: BTreeSet<Controller>,
+    /// Limits written to it.
+    pub limits: BTreeMap<Limit, u64>,
+    /// cgroup.freeze (v2) / freezer.state FROZEN (v1).
+    pub frozen: bool,
+}
+
+/// One hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// v2 (one hierarchy for all) or a v1 hierarchy of these controllers.
+    pub v2: bool,
+    /// The controllers it holds.
+    pub controllers: BTreeSet<Controller>,
+    /// Cgroups by path ("/" is the root).
+    pub cgroups: BTreeMap<String, Cgroup>,
+}
+
+fn parent_of(path: &str) -> Option<&str> {
+    if path == "/" {
+        return None;
+    }
+    Some(match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &path[..i],
+        None => "/",
+    })
+}
+
+impl Hierarchy {
+    /// An empty hierarchy with just its root.
+    pub fn new(v2: bool, controllers: impl IntoIterator<Item = Controller>) -> Self {
+        Hierarchy {
+            v2,
+            controllers: controllers.into_iter().collect(),
+            cgroups: [("/".to_string(), Cgroup::default())].into(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<&Cgroup, Refusal> {
+        self.cgroups
+            .get(path)
+            .ok_or_else(|| Refusal::NoSuchCgroup(path.into()))
+    }
+
+    fn has_children(&self, path: &str) -> bool {
+        self.cgroups.keys().any(|p| parent_of(p) == Some(path))
+    }
+
+    /// The controllers `path` has (v2: what its parent enables; the root: all).
+    pub fn available(&self, path: &str) -> BTreeSet<Controller> {
+        match parent_of(path) {
+            _ if !self.v2 => self.controllers.clone(),
+            None => self.controllers.clone(),
+            Some(p) => self
+                .cgroups
+                .get(p)
+                .map(|c| c.subtree_control.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// `mkdir`.
+    pub fn mkdir(&mut self, path: &str) -> Result<(), Refusal> {
+        let parent = parent_of(path).ok_or_else(|| Refusal::Exists(path.into()))?;
+        self.get(parent)?;
+        if self.cgroups.contains_key(path) {
+            return Err(Refusal::Exists(path.into()));
+        }
+        self.cgroups.insert(path.into(), Cgroup::default());
+        Ok(())
+    }
+
+    /// `rmdir`: only an empty leaf.
+    pub fn rmdir(&mut self, path: &str) -> Result<(), Refusal> {
+        let cg = self.get(path)?;
+        if path == "/" || !cg.procs.is_empty() || self.has_children(path) {
+            return Err(Refusal::Busy(path.into()));
+        }
+        self.cgroups.remove(path);
+        Ok(())
+    }
+
+    /// Writing `pid` to cgroup.procs: moves it here from wherever it was.
+    pub fn attach(&mut self, pid: Pid, path: &str) -> Result<(), Refusal> {
+        let cg = self.get(path)?;
+        if self.v2 && path != "/" && !cg.subtree_control.is_empty() {
+            return Err(Refusal::InternalProcess(path.into()));
+        }
+        for c in self.cgroups.values_mut() {
+            c.procs.remove(&pid);
+        }
+        self.cgroups
+            .get_mut(path)
+            .expect("checked")
+            .procs
+            .insert(pid);
+        Ok(())
+    }
+
+    /// A process exits: it leaves its cgroup.
+    pub fn exit(&mut self, pid: Pid) {
+        for c in self.cgroups.values_mut() {
+            c.procs.remove(&pid);
+        }
+    }
+
+    /// Where `pid` is, if anywhere.
+    pub fn cgroup_of(&self, pid: Pid) -> Option<&str> {
+        self.cgroups
+            .iter()
+            .find(|(_, c)| c.procs.contains(&pid))
+            .map(|(p, _)| p.as_str())
+    }
+
+    /// v2: `+controller` in `path`'s cgroup.subtree_control.
+    pub fn enable(&mut self, path: &str, ctl: Controller) -> Result<(), Refusal> {
+        let cg = self.get(path)?;
+        if !self.available(path).contains(&ctl) {
+            return Err(Refusal::ControllerUnavailable(path.into(), ctl));
+        }
+        if path != "/" && !cg.procs.is_empty() {
+            return Err(Refusal::InternalProcess(path.into()));
+        }
+        self.cgroups
+            .get_mut(path)
+            .expect("checked")
+            .subtree_control
+            .insert(ctl);
+        Ok(())
+    }
+
+    /// v2: `-controller`; refused while a child still enables it for its own children.
+    pub fn disable(&mut self, path: &str, ctl: Controller) -> Result<(), Refusal> {
+        self.get(path)?;
+        let child_uses = self
+            .cgroups
+            .iter()
+            .any(|(p, c)| parent_of(p) == Some(path) && c.subtree_control.contains(&ctl));
+        if child_uses {
+            return Err(Refusal::Busy(path.into()));
+        }
+        self.cgroups
+            .get_mut(path)
+            .expect("checked")
+            .subtree_control
+            .remove(&ctl);
+        // The children lose the controller's files, and the limits in them.
+        for (p, c) in self.cgroups.iter_mut() {
+            if parent_of(p) == Some(path) {
+                c.limits.retain(|l, _| l.controller() != ctl);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a limit file.
+    pub fn set(&mut self, path: &str, limit: Limit, value: u64) -> Result<(), Refusal> {
+        self.get(path)?;
+        if path == "/" || !self.available(path).contains(&limit.controller()) {
+            return Err(Refusal::NoSuchFile(path.into(), limit));
+        }
+        self.cgroups
+            .get_mut(path)
+            .expect("checked")
+            .limits
+            .insert(limit, value);
+        Ok(())
+    }
+
+    /// The paths from the root down to `path`.
+    fn chain<'a>(&self, path: &'a str) -> Vec<&'a str> {
+        let mut out = vec![path];
+        let mut cur = path;
+        while let Some(p) = parent_of(cur) {
+            out.push(p);
+            cur = p;
+        }
+        out
+    }
+
+    /// The limit that applies in `path`: for a maximum, the tightest along the
+    /// path (`None`: unlimited); for a weight, the cgroup's own.
+    pub fn effective(&self, path: &str, limit: Limit) -> Result<Option<u64>, Refusal> {
+        self.get(path)?;
+        if !limit.is_maximum() {
+            return Ok(self.cgroups[path].limits.get(&limit).copied());
+        }
+        Ok(self
+            .chain(path)
+            .into_iter()
+            .filter_map(|p| {
+                self.cgroups
+                    .get(p)
+                    .and_then(|c| c.limits.get(&limit).copied())
+            })
+            .min())
+    }
+
+    /// cgroup.freeze = 1 (v2; v1's freezer hierarchy the same).
+    pub fn freeze(&mut self, path: &str, frozen: bool) -> Result<(), Refusal> {
+        self.get(path)?;
+        if path == "/" {
+            return Err(Refusal::RootCannotFreeze);
+        }
+        self.cgroups.get_mut(path).expect("checked").frozen = frozen;
+        Ok(())
+    }
+
+    /// Whether processes in `path` are frozen: it or an ancestor is.
+    pub fn is_frozen(&self, path: &str) -> bool {
+        self.chain(path)
+            .into_iter()
+            .any(|p| self.cgroups.get(p).is_some_and(|c| c.frozen))
+    }
+
+    /// Every pid in `path` and below it (what `runc ps` lists).
+    pub fn pids_below(&self, path: &str) -> BTreeSet<Pid> {
+        let prefix = if path == "/" {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        self.cgroups
+            .iter()
+            .filter(|(p, _)| *p == path || p.starts_with(&prefix))
+            .flat_map(|(_, c)| c.procs.iter().copied())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! The cgroup rules, one test each, and the laws every sequence keeps.
+
+use super::oci::*;
+use super::*;
+use proptest::prelude::*;
+
+fn v2() -> Hierarchy {
+    Hierarchy::new(true, Controller::V2)
+}
+
+#[test]
+fn mkdir_needs_the_parent_and_a_free_name() {
+    let mut h = v2();
+    assert_eq!(h.mkdir("/a/b"), Err(Refusal::NoSuchCgroup("/a".into())));
+    h.mkdir("/a").expect("mkdir");
+    assert_eq!(h.mkdir("/a"), Err(Refusal::Exists("/a".into())));
+    h.mkdir("/a/b").expect("mkdir");
+}
+
+#[test]
+fn rmdir_is_refused_with_children_or_processes_and_for_the_root() {
+    let mut h = v2();
+    h.mkdir("/a").expect("mkdir");
+    h.mkdir("/a/b").expect("mkdir");
+    assert_eq!(h.rmdir("/a"), Err(Refusal::Busy("/a".into())));
+    h.attach(7, "/a/b").expect("attach");
+    assert_eq!(h.rmdir("/a/b"), Err(Refusal::Busy("/a/b".into())));
+    h.exit(7);
+    h.rmdir("/a/b").expect("empty leaf");
+    h.rmdir("/a").expect("empty leaf");
+    assert_eq!(h.rmdir("/"), Err(Refusal::Busy("/".into())));
+}
+
+#[test]
+fn attaching_moves_the_process() {
+    let mut h = v2();
+    h.mkdir("/a").expect("mkdir");
+    h.mkdir("/b").expect("mkdir");
+    h.attach(7, "/a").expect("attach");
+    h.attach(7, "/b").expect("attach");
+    assert_eq!(h.cgroup_of(7), Some("/b"));
+    assert!(h.cgroups["/a"].procs.is_empty());
+}
+
+#[test]
+fn a_controller_is_enabled_only_from_the_parents_set() {
+    let mut h = v2();
+    h.mkdir("/a").expect("mkdir");
+    assert_eq!(
+        h.enable("/a", Controller::Memory),
+        Err(Refusal::ControllerUnavailable(
+            "/a".into(),
+            Controller::Memory
+        ))
+    );
+    h.enable("/", Controller::Memory)
+        .expect("root has every controller");
+    h.enable("/a", Controller::Memory)
+        .expect("now the parent has it");
+}
+
+#[test]
+fn no_internal_processes_in_v2() {
+    let mut h = v2();
+    h.enable("/", Controller::Pids).expect("root");
+    h.mkdir("/a").expect("mkdir");
+    h.attach(7, "/a").expect("attach");
+    assert_eq!(
+        h.enable("/a", Controller::Pids),
+        Err(Refusal::InternalProcess("/a".into()))
+    );
+    h.exit(7);
+    h.enable("/a", Controller::Pids).expect("enable");
+    assert_eq!(
+        h.attach(8, "/a"),
+        Err(Refusal::InternalProcess("/a".into()))
+    );
+    h.attach(8, "/").expect("the root is exempt");
+}
+
+#[test]
+fn a_controller_in_use_below_cannot_be_disabled_and_disabling_drops_the_childrens_limits() {
+    let mut h = v2();
+    h.enable("/", Controller::Cpu).expect("root");
+    h.mkdir("/a").expect("mkdir");
+    h.enable("/a", Controller::Cpu).expect("a");
+    assert_eq!(
+        h.disable("/", Controller::Cpu),
+        Err(Refusal::Busy("/".into()))
+    );
+    h.disable("/a", Controller::Cpu).expect("a");
+    h.set("/a", Limit::CpuQuota, 50_000).expect("set");
+    h.disable("/", Controller::Cpu).expect("root");
+    assert!(
+        h.cgroups["/a"].limits.is_empty(),
+        "the child's cpu files, and their limits, are gone"
+    );
+}
+
+#[test]
+fn limit_files_exist_only_where_the_parent_enables_the_controller() {
+    let mut h = v2();
+    h.mkdir("/a").expect("mkdir");
+    assert_eq!(
+        h.set("/a", Limit::MemoryMax, 1 << 20),
+        Err(Refusal::NoSuchFile("/a".into(), Limit::MemoryMax))
+    );
+    assert_eq!(
+        h.set("/", Limit::MemoryMax, 1 << 20),
+        Err(Refusal::NoSuchFile("/".into(), Limit::MemoryMax))
+    );
+    h.enable("/", Controller::Memory).expect("root");
+    h.set("/a", Limit::MemoryMax, 1 << 20).expect("set");
+    // v1: every non-root cgroup of the controller's hierarchy has its files.
+    let mut v1 = Hierarchy::new(false, [Controller::Memory]);
+    v1.mkdir("/a").expect("mkdir");
+    v1.set("/a", Limit::MemoryMax, 1 << 20).expect("set");
+}
+
+#[test]
+fn the_tightest_maximum_along_the_path_applies() {
+    let mut h = v2();
+    for c in [Controller::Memory, Controller::Cpu] {
+        h.enable("/", c).expect("root");
+    }
+    h.mkdir("/a").expect("mkdir");
+    h.enable("/a", Controller::Memory).expect("a");
+    h.enable("/a", Controller::Cpu).expect("a");
+    h.mkdir("/a/b").expect("mkdir");
+    h.set("/a", Limit::MemoryMax, 100).expect("set");
+    h.set("/a/b", Limit::MemoryMax, 500).expect("set");
+    assert_eq!(h.effective("/a/b", Limit::MemoryMax), Ok(Some(100)));
+    assert_eq!(h.effective("/a", Limit::PidsMax), Ok(None));
+    // A weight is relative to siblings: the cgroup's own value applies.
+    h.set("/a", Limit::CpuWeight, 50).expect("set");
+    h.set("/a/b", Limit::CpuWeight, 200).expect("set");
+    assert_eq!(h.effective("/a/b", Limit::CpuWeight), Ok(Some(200)));
+}
+
+#[test]
+fn freezing_a_cgroup_freezes_everything_below_it() {
+    let mut h = v2();
+    h.mkdir("/a").expect("mkdir");
+    h.mkdir("/a/b").expect("mkdir");
+    h.freeze("/a", true).expect("freeze");
+    assert!(h.is_frozen("/a/b"));
+    h.freeze("/a", false).expect("thaw");
+    assert!(!h.is_frozen("/a/b"));
+    assert_eq!(h.freeze("/", true), Err(Refusal::RootCannotFreeze));
+}
+
+#[test]
+fn placing_a_container_makes_its_path_in_every_v1_hierarchy() {
+    let mut l = Layout::v1();
+    l.place(42, "/default/c1").expect("place");
+    for h in &l.hierarchies {
+        assert_eq!(h.cgroup_of(42), Some("/default/c1"));
+    }
+    assert!(l.for_controller(Controller::Memory).is_ok());
+    let mut v2 = Layout::v2();
+    assert_eq!(
+        v2.for_controller(Controller::Freezer).map(|h| h.v2),
+        Ok(true),
+        "v2 freezes in every cgroup"
+    );
+}
+
+#[test]
+fn oci_fields_map_to_the_files_runc_writes() {
+    assert_eq!(
+        mapping("memory.limit").map(|m| (m.v1, m.v2)),
+        Some(("memory.limit_in_bytes", "memory.max"))
+    );
+    assert_eq!(mapping("pids.limit").map(|m| m.v2), Some("pids.max"));
+    assert_eq!(shares_to_weight(2), 1);
+    assert_eq!(shares_to_weight(1024), 39);
+    assert_eq!(shares_to_weight(262_144), 10_000);
+    assert_eq!(blkio_to_io_weight(10), 1);
+    assert_eq!(blkio_to_io_weight(1000), 10_000);
+    assert_eq!(swap_max(300, 100), Some(200));
+    assert_eq!(swap_max(-1, 100), None);
+    assert_eq!(pids_max(0), None);
+    assert_eq!(pids_max(50), Some(50));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Mkdir(usize, u8),
+    Rmdir(usize),
+    Attach(u32, usize),
+    Exit(u32),
+    Enable(usize, usize),
+    Disable(usize, usize),
+    Set(usize, u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (any::<usize>(), 0u8..4).prop_map(|(p, n)| Op::Mkdir(p, n)),
+        1 => any::<usize>().prop_map(Op::Rmdir),
+        3 => (0u32..6, any::<usize>()).prop_map(|(pid, p)| Op::Attach(pid, p)),
+        1 => (0u32..6).prop_map(Op::Exit),
+        3 => (any::<usize>(), 0usize..6).prop_map(|(p, c)| Op::Enable(p, c)),
+        1 => (any::<usize>(), 0usize..6).prop_map(|(p, c)| Op::Disable(p, c)),
+        2 => (any::<usize>(), 1u64..1000).prop_map(|(p, v)| Op::Set(p, v)),
+    ]
+}
+
+/// The laws of a v2 hierarchy after any sequence: no non-root cgroup has both
+/// processes and enabled controllers; a cgroup enables only what it has; limits
+/// only where the controller is available; every process is in one cgroup; every
+/// cgroup's parent exists.
+fn check(h: &Hierarchy) {
+    let mut seen = BTreeSet::new();
+    for (path, c) in &h.cgroups {
+        if path != "/" {
+            assert!(
+                c.procs.is_empty() || c.subtree_control.is_empty(),
+                "{path}: internal processes with controllers"
+            );
+            assert!(
+                h.cgroups.contains_key(parent_of(path).expect("non-root")),
+                "{path}: orphan"
+            );
+            for l in c.limits.keys() {
+                assert!(
+                    h.available(path).contains(&l.controller()),
+                    "{path}: {l:?} without its controller"
+                );
+            }
+        }
+        assert!(
+            c.subtree_control.is_subset(&h.available(path)),
+            "{path}: enables what it lacks"
+        );
+        for p in &c.procs {
+            assert!(seen.insert(*p), "pid {p} in two cgroups");
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_v2_sequence_keeps_the_laws(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut h = v2();
+        for o in ops {
+            let paths: Vec<String> = h.cgroups.keys().cloned().collect();
+            let pick = |i: usize| paths[i % paths.len()].clone();
+            let _ = match o {
+                Op::Mkdir(p, n) => {
+                    let parent = pick(p);
+                    let child = if parent == "/" { format!("/c{n}") } else { format!("{parent}/c{n}") };
+                    h.mkdir(&child)
+                }
+                Op::Rmdir(p) => h.rmdir(&pick(p)),
+                Op::Attach(pid, p) => h.attach(pid, &pick(p)),
+                Op::Exit(pid) => {
+                    h.exit(pid);
+                    Ok(())
+                }
+                Op::Enable(p, c) => h.enable(&pick(p), Controller::V2[c]),
+                Op::Disable(p, c) => h.disable(&pick(p), Controller::V2[c]),
+                Op::Set(p, v) => h.set(&pick(p), Limit::PidsMax, v),
+            };
+            check(&h);
+        }
+    }
+}

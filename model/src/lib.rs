@@ -9,10 +9,13 @@
 //!   namespace trees.
 //! - [`cgroups`]: v2 and v1 hierarchies, controllers, limits, the freezer, and
 //!   how OCI's `linux.resources` becomes cgroup files.
+//! - [`network`]: bridge networks, IP allocation, endpoints, the four modes,
+//!   published ports, and the kernel objects a state implies.
 //!
-//! The union-filesystem and bridge/IP parts come next (issue 4).
+//! The union-filesystem part comes next (issue 4).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cgroups;
 pub mod namespaces;
+pub mod network;

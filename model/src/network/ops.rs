@@ -1,0 +1,242 @@
+//! The operations on [`Networks`], and the kernel state they imply.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+
+/// What must exist in the kernel, as the harness observes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kernel {
+    /// Bridges, by name.
+    pub bridges: BTreeSet<String>,
+    /// Host-side veths and the bridge each is attached to.
+    pub veths: BTreeMap<String, String>,
+    /// Addresses on links: (link, address, prefix).
+    pub addresses: BTreeSet<(String, Ipv4Addr, u8)>,
+    /// Source subnets masqueraded on the way out.
+    pub masquerade: BTreeSet<Subnet>,
+    /// DNAT rules: (host address, host port, protocol) → (container address, port).
+    pub dnat: BTreeMap<(Ipv4Addr, u16, Proto), (Ipv4Addr, u16)>,
+}
+
+impl Networks {
+    /// An empty host.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `network create`.
+    pub fn create(
+        &mut self,
+        name: &str,
+        bridge: &str,
+        subnet: Subnet,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<(), Refusal> {
+        if self.networks.contains_key(name) {
+            return Err(Refusal::NetworkExists(name.into()));
+        }
+        if let Some(n) = self.networks.values().find(|n| n.subnet.overlaps(&subnet)) {
+            return Err(Refusal::SubnetOverlaps(n.name.clone()));
+        }
+        let gateway = gateway.unwrap_or(Ipv4Addr::from(u32::from(subnet.addr) + 1));
+        if !subnet.contains(gateway) || gateway == subnet.addr || gateway == subnet.broadcast() {
+            return Err(Refusal::BadGateway(gateway));
+        }
+        let index = self.next_index;
+        self.next_index += 1;
+        let net = Network {
+            name: name.into(),
+            bridge: bridge.into(),
+            subnet,
+            gateway,
+            index,
+            leased: BTreeSet::new(),
+        };
+        self.networks.insert(name.into(), net);
+        Ok(())
+    }
+
+    /// `network rm`: refused while endpoints remain.
+    pub fn remove(&mut self, name: &str) -> Result<(), Refusal> {
+        if !self.networks.contains_key(name) {
+            return Err(Refusal::NoSuchNetwork(name.into()));
+        }
+        if self.endpoints.iter().any(|e| e.network == name) {
+            return Err(Refusal::NetworkInUse(name.into()));
+        }
+        self.networks.remove(name);
+        Ok(())
+    }
+
+    /// A container comes up in `mode` (bridge mode: on `network`, with `ip` if given).
+    pub fn run(
+        &mut self,
+        container: &str,
+        mode: Mode,
+        network: Option<&str>,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<(), Refusal> {
+        if self.containers.contains_key(container) {
+            return Err(Refusal::ContainerExists(container.into()));
+        }
+        if let Mode::Container(other) = &mode
+            && !self.containers.contains_key(other)
+        {
+            return Err(Refusal::NoSuchContainer(other.clone()));
+        }
+        let bridge = mode == Mode::Bridge;
+        self.containers.insert(container.into(), (mode, Vec::new()));
+        if let (true, Some(net)) = (bridge, network)
+            && let Err(e) = self.connect(container, net, ip)
+        {
+            self.containers.remove(container);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `network connect`: a new endpoint.
+    pub fn connect(
+        &mut self,
+        container: &str,
+        network: &str,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<(), Refusal> {
+        match self.containers.get(container) {
+            None => return Err(Refusal::NoSuchContainer(container.into())),
+            Some((Mode::Bridge, _)) => {}
+            Some(_) => return Err(Refusal::NotBridgeMode(container.into())),
+        }
+        if self
+            .endpoints
+            .iter()
+            .any(|e| e.container == container && e.network == network)
+        {
+            return Err(Refusal::AlreadyConnected(container.into(), network.into()));
+        }
+        let net = self
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| Refusal::NoSuchNetwork(network.into()))?;
+        let ip = match ip {
+            Some(ip) if !net.subnet.contains(ip) => return Err(Refusal::AddressOutsideSubnet(ip)),
+            Some(ip) if !net.assignable(ip) || net.leased.contains(&ip) => {
+                return Err(Refusal::AddressUnavailable(ip));
+            }
+            Some(ip) => ip,
+            None => net
+                .next_free()
+                .ok_or_else(|| Refusal::SubnetExhausted(network.into()))?,
+        };
+        net.leased.insert(ip);
+        let host_veth = veth_name(container, net.index);
+        self.endpoints.push(Endpoint {
+            container: container.into(),
+            network: network.into(),
+            ip,
+            mac: mac_for(ip),
+            host_veth,
+        });
+        Ok(())
+    }
+
+    /// `network disconnect`: the endpoint goes, its address returns.
+    pub fn disconnect(&mut self, container: &str, network: &str) -> Result<(), Refusal> {
+        let pos = self
+            .endpoints
+            .iter()
+            .position(|e| e.container == container && e.network == network)
+            .ok_or_else(|| Refusal::NoSuchContainer(container.into()))?;
+        let ep = self.endpoints.remove(pos);
+        if let Some(net) = self.networks.get_mut(network) {
+            net.leased.remove(&ep.ip);
+        }
+        Ok(())
+    }
+
+    /// `-p host_ip:host_port:container_port/proto` for a running container.
+    pub fn publish(&mut self, container: &str, port: Port) -> Result<(), Refusal> {
+        if !self.containers.contains_key(container) {
+            return Err(Refusal::NoSuchContainer(container.into()));
+        }
+        let clash = self
+            .containers
+            .values()
+            .flat_map(|(_, ports)| ports.iter())
+            .any(|(p, _)| {
+                p.host_port == port.host_port
+                    && p.proto == port.proto
+                    && (p.host_ip == port.host_ip
+                        || p.host_ip.is_unspecified()
+                        || port.host_ip.is_unspecified())
+            });
+        if clash {
+            return Err(Refusal::PortInUse(port.host_ip, port.host_port, port.proto));
+        }
+        let (_, ports) = self.containers.get_mut(container).expect("checked");
+        ports.push((port, container.into()));
+        Ok(())
+    }
+
+    /// The container goes (or its owner died and is recovered): endpoints,
+    /// addresses and ports are released.
+    pub fn remove_container(&mut self, container: &str) -> Result<(), Refusal> {
+        if self.containers.remove(container).is_none() {
+            return Err(Refusal::NoSuchContainer(container.into()));
+        }
+        let nets: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.container == container)
+            .map(|e| e.network.clone())
+            .collect();
+        for n in nets {
+            self.disconnect(container, &n)?;
+        }
+        Ok(())
+    }
+
+    /// The endpoints.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// A network.
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.get(name)
+    }
+
+    /// The containers and their modes.
+    pub fn containers(&self) -> impl Iterator<Item = (&str, &Mode)> {
+        self.containers.iter().map(|(n, (m, _))| (n.as_str(), m))
+    }
+
+    /// What must exist in the kernel for this state.
+    pub fn kernel(&self) -> Kernel {
+        let mut k = Kernel::default();
+        for n in self.networks.values() {
+            k.bridges.insert(n.bridge.clone());
+            k.addresses
+                .insert((n.bridge.clone(), n.gateway, n.subnet.prefix));
+            k.masquerade.insert(n.subnet);
+        }
+        for e in &self.endpoints {
+            k.veths.insert(
+                e.host_veth.clone(),
+                self.networks[&e.network].bridge.clone(),
+            );
+        }
+        for (name, (_, ports)) in &self.containers {
+            // A published port goes to the container's first endpoint.
+            let Some(ep) = self.endpoints.iter().find(|e| &e.container == name) else {
+                continue;
+            };
+            for (p, _) in ports {
+                k.dnat
+                    .insert((p.host_ip, p.host_port, p.proto), (ep.ip, p.container_port));
+            }
+        }
+        k
+    }
+}

@@ -1,0 +1,262 @@
+//! The networking rules, one test each, and the laws every sequence keeps.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+use proptest::prelude::*;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
+}
+
+fn small() -> Networks {
+    let mut n = Networks::new();
+    n.create("net1", "berth1", Subnet::new(ip("10.9.0.0"), 29), None)
+        .expect("create");
+    n
+}
+
+#[test]
+fn allocation_skips_network_gateway_and_broadcast_and_goes_up() {
+    let mut n = small();
+    for c in ["a", "b", "c", "d", "e"] {
+        n.run(c, Mode::Bridge, Some("net1"), None).expect("run");
+    }
+    let ips: Vec<Ipv4Addr> = n.endpoints().iter().map(|e| e.ip).collect();
+    assert_eq!(
+        ips,
+        ["10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"].map(ip)
+    );
+    assert_eq!(
+        n.run("f", Mode::Bridge, Some("net1"), None),
+        Err(Refusal::SubnetExhausted("net1".into()))
+    );
+    assert!(
+        n.containers().all(|(c, _)| c != "f"),
+        "a refused run leaves no container"
+    );
+}
+
+#[test]
+fn a_released_address_is_handed_out_again() {
+    let mut n = small();
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run");
+    n.run("b", Mode::Bridge, Some("net1"), None).expect("run");
+    n.remove_container("a").expect("rm");
+    n.run("c", Mode::Bridge, Some("net1"), None).expect("run");
+    assert_eq!(
+        n.endpoints()
+            .iter()
+            .find(|e| e.container == "c")
+            .map(|e| e.ip),
+        Some(ip("10.9.0.2"))
+    );
+}
+
+#[test]
+fn a_fixed_address_must_be_free_and_inside() {
+    let mut n = small();
+    n.run("a", Mode::Bridge, Some("net1"), Some(ip("10.9.0.5")))
+        .expect("run");
+    assert_eq!(
+        n.run("b", Mode::Bridge, Some("net1"), Some(ip("10.9.0.5"))),
+        Err(Refusal::AddressUnavailable(ip("10.9.0.5")))
+    );
+    assert_eq!(
+        n.run("b", Mode::Bridge, Some("net1"), Some(ip("10.9.0.1"))),
+        Err(Refusal::AddressUnavailable(ip("10.9.0.1")))
+    );
+    assert_eq!(
+        n.run("b", Mode::Bridge, Some("net1"), Some(ip("10.9.1.5"))),
+        Err(Refusal::AddressOutsideSubnet(ip("10.9.1.5")))
+    );
+}
+
+#[test]
+fn names_are_unique_and_subnets_do_not_overlap() {
+    let mut n = small();
+    assert_eq!(
+        n.create("net1", "x", Subnet::new(ip("10.8.0.0"), 24), None),
+        Err(Refusal::NetworkExists("net1".into()))
+    );
+    assert_eq!(
+        n.create("net2", "x", Subnet::new(ip("10.9.0.0"), 16), None),
+        Err(Refusal::SubnetOverlaps("net1".into()))
+    );
+    assert_eq!(
+        n.create(
+            "net2",
+            "x",
+            Subnet::new(ip("10.8.0.0"), 24),
+            Some(ip("10.8.0.255"))
+        ),
+        Err(Refusal::BadGateway(ip("10.8.0.255")))
+    );
+}
+
+#[test]
+fn a_network_with_endpoints_cannot_be_removed() {
+    let mut n = small();
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run");
+    assert_eq!(n.remove("net1"), Err(Refusal::NetworkInUse("net1".into())));
+    n.remove_container("a").expect("rm");
+    n.remove("net1").expect("rm");
+}
+
+#[test]
+fn mac_and_veth_name_follow_docker_and_the_kernel_limit() {
+    assert_eq!(mac_for(ip("172.30.0.2")), [0x02, 0x42, 172, 30, 0, 2]);
+    let name = veth_name("a-very-long-container-name", 0x1234);
+    assert!(name.len() <= 15, "{name}");
+    assert_eq!(name, "bvaverylong1234");
+}
+
+#[test]
+fn container_mode_needs_the_other_container_and_only_bridge_mode_connects() {
+    let mut n = small();
+    assert_eq!(
+        n.run("b", Mode::Container("a".into()), None, None),
+        Err(Refusal::NoSuchContainer("a".into()))
+    );
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run");
+    n.run("b", Mode::Container("a".into()), None, None)
+        .expect("run");
+    n.run("h", Mode::Host, None, None).expect("run");
+    assert_eq!(
+        n.connect("h", "net1", None),
+        Err(Refusal::NotBridgeMode("h".into()))
+    );
+    assert_eq!(
+        n.connect("a", "net1", None),
+        Err(Refusal::AlreadyConnected("a".into(), "net1".into()))
+    );
+}
+
+#[test]
+fn a_host_port_is_published_once_and_0000_conflicts_with_all() {
+    let mut n = small();
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run");
+    n.run("b", Mode::Bridge, Some("net1"), None).expect("run");
+    let p = |host: &str, port| Port {
+        host_ip: ip(host),
+        host_port: port,
+        proto: Proto::Tcp,
+        container_port: 80,
+    };
+    n.publish("a", p("127.0.0.1", 8080)).expect("publish");
+    assert_eq!(
+        n.publish("b", p("127.0.0.1", 8080)),
+        Err(Refusal::PortInUse(ip("127.0.0.1"), 8080, Proto::Tcp))
+    );
+    assert_eq!(
+        n.publish("b", p("0.0.0.0", 8080)),
+        Err(Refusal::PortInUse(ip("0.0.0.0"), 8080, Proto::Tcp))
+    );
+    n.publish(
+        "b",
+        Port {
+            proto: Proto::Udp,
+            ..p("127.0.0.1", 8080)
+        },
+    )
+    .expect("another protocol");
+    n.publish("b", p("127.0.0.2", 8080))
+        .expect("another address");
+    assert_eq!(
+        n.publish("gone", p("127.0.0.1", 9090)),
+        Err(Refusal::NoSuchContainer("gone".into()))
+    );
+    let k = n.kernel();
+    assert_eq!(
+        k.dnat.get(&(ip("127.0.0.1"), 8080, Proto::Tcp)),
+        Some(&(ip("10.9.0.2"), 80))
+    );
+    n.remove_container("a").expect("rm");
+    n.publish("b", p("127.0.0.1", 8080))
+        .expect("released with its container");
+}
+
+#[test]
+fn the_kernel_state_follows_the_model() {
+    let mut n = small();
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run");
+    let k = n.kernel();
+    assert!(k.bridges.contains("berth1"));
+    assert!(k.addresses.contains(&("berth1".into(), ip("10.9.0.1"), 29)));
+    assert_eq!(k.veths.get(&veth_name("a", 0)), Some(&"berth1".to_string()));
+    assert!(k.masquerade.contains(&Subnet::new(ip("10.9.0.0"), 29)));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(u8, u8),
+    Remove(u8),
+    Run(u8, u8),
+    Connect(u8, u8),
+    Disconnect(u8, u8),
+    Publish(u8, u16),
+    Rm(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => (0u8..3, 0u8..4).prop_map(|(n, s)| Op::Create(n, s)),
+        1 => (0u8..3).prop_map(Op::Remove),
+        3 => (0u8..8, 0u8..3).prop_map(|(c, n)| Op::Run(c, n)),
+        2 => (0u8..8, 0u8..3).prop_map(|(c, n)| Op::Connect(c, n)),
+        1 => (0u8..8, 0u8..3).prop_map(|(c, n)| Op::Disconnect(c, n)),
+        2 => (0u8..8, 8000u16..8004).prop_map(|(c, p)| Op::Publish(c, p)),
+        2 => (0u8..8).prop_map(Op::Rm),
+    ]
+}
+
+/// No address twice in a network, none reserved, leases equal endpoints, every
+/// endpoint's container and network exist, veth names unique and short.
+fn check(n: &Networks) {
+    let mut veths = BTreeSet::new();
+    for e in n.endpoints() {
+        let net = n.network(&e.network).expect("endpoint on a live network");
+        assert!(
+            n.containers().any(|(c, _)| c == e.container),
+            "dangling endpoint"
+        );
+        assert!(net.assignable(e.ip), "{} reserved", e.ip);
+        assert!(veths.insert(e.host_veth.clone()) && e.host_veth.len() <= 15);
+    }
+    for name in ["n0", "n1", "n2"] {
+        if let Some(net) = n.network(name) {
+            let ips: Vec<_> = n
+                .endpoints()
+                .iter()
+                .filter(|e| e.network == name)
+                .map(|e| e.ip)
+                .collect();
+            let set: BTreeSet<_> = ips.iter().copied().collect();
+            assert_eq!(ips.len(), set.len(), "duplicate address");
+            assert_eq!(
+                set, net.leased,
+                "leases are exactly the endpoints' addresses"
+            );
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_sequence_keeps_the_laws(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut n = Networks::new();
+        for o in ops {
+            let _ = match o {
+                // Small subnets so exhaustion happens; some overlap on purpose.
+                Op::Create(i, s) => n.create(&format!("n{i}"), &format!("br{i}"), Subnet::new(Ipv4Addr::new(10, 7, s / 2, 0), 29), None),
+                Op::Remove(i) => n.remove(&format!("n{i}")),
+                Op::Run(c, i) => n.run(&format!("c{c}"), Mode::Bridge, Some(&format!("n{i}")), None),
+                Op::Connect(c, i) => n.connect(&format!("c{c}"), &format!("n{i}"), None),
+                Op::Disconnect(c, i) => n.disconnect(&format!("c{c}"), &format!("n{i}")),
+                Op::Publish(c, p) => n.publish(&format!("c{c}"), Port { host_ip: Ipv4Addr::UNSPECIFIED, host_port: p, proto: Proto::Tcp, container_port: 80 }),
+                Op::Rm(c) => n.remove_container(&format!("c{c}")),
+            };
+            check(&n);
+        }
+    }
+}

@@ -11,11 +11,12 @@
 //!   how OCI's `linux.resources` becomes cgroup files.
 //! - [`network`]: bridge networks, IP allocation, endpoints, the four modes,
 //!   published ports, and the kernel objects a state implies.
-//!
-//! The union-filesystem part comes next (issue 4).
+//! - [`union`]: layers with whiteouts and opaque markers, the overlay view,
+//!   container writes with copy-up, and commit.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cgroups;
 pub mod namespaces;
 pub mod network;
+pub mod union;

@@ -1,0 +1,247 @@
+//! Union filesystems: image layers, the overlay view, container writes, commit.
+//!
+//! Rules encoded here, from the OCI image spec (layer.md: changesets, whiteouts)
+//! and the kernel's Documentation/filesystems/overlayfs.rst:
+//!
+//! - A tree maps relative paths ("etc/hosts") to nodes: files with content and
+//!   mode, directories, symlinks, device nodes.
+//! - A layer is the list of tar entries it holds. `a/.wh.NAME` deletes `a/NAME`
+//!   from the layers below; `a/.wh..wh..opq` hides everything below `a` that lower
+//!   layers had. Applying a layer first makes those deletions, then adds its
+//!   entries in order; an entry replaces whatever was at its path (a directory
+//!   replaced by a file loses its contents).
+//! - Hostile entries are refused: absolute names, `..` components, an entry under
+//!   a path that is a symlink, a hardlink whose target is not in the tree.
+//!   Hardlinks are materialised as copies: link identity is not modelled.
+//! - overlayfs stores a deletion in the upper directory as a 0/0 character
+//!   device and an opaque directory with an xattr; the merged view of lower
+//!   layers plus an upper is what applying them in order gives.
+//! - Container operations change only the upper layer: a write copies the file
+//!   (and its parent directories) up first; removing something a lower layer has
+//!   leaves a whiteout; a directory made where a whiteout was is opaque; renaming
+//!   a directory that a lower layer has fails with EXDEV (overlayfs without
+//!   redirect_dir, the default).
+//! - Commit: `diff(lower, merged)` is a layer, and applying it to `lower` gives
+//!   `merged` back.
+
+mod ops;
+
+use std::collections::BTreeMap;
+
+pub use ops::Container;
+
+/// A node of a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A regular file.
+    File {
+        /// Its bytes.
+        content: Vec<u8>,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A directory.
+    Dir {
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A symbolic link.
+    Symlink(String),
+    /// A character (`'c'`) or block (`'b'`) device.
+    Device(char, u32, u32),
+}
+
+/// A file tree: relative path → node. Parents of every path are directories.
+pub type Tree = BTreeMap<String, Node>;
+
+/// What a layer's tar entry holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// A node.
+    Node(Node),
+    /// A hardlink to another path of the tree.
+    Hardlink(String),
+}
+
+/// One tar entry of a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its name in the tar.
+    pub name: String,
+    /// Its content (ignored for whiteout names).
+    pub body: Body,
+}
+
+/// An OCI layer: its tar entries, in order.
+pub type Layer = Vec<Entry>;
+
+/// Why an operation is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A layer entry name that would leave the tree (absolute, or with `..`).
+    EscapingName(String),
+    /// A layer entry under a path that is a symlink in the tree.
+    ThroughSymlink(String),
+    /// A hardlink whose target is not a file of the tree.
+    BadHardlink(String, String),
+    /// ENOENT.
+    NotFound(String),
+    /// EEXIST.
+    Exists(String),
+    /// ENOTDIR: a parent is not a directory.
+    NotADirectory(String),
+    /// EISDIR.
+    IsADirectory(String),
+    /// ENOTEMPTY.
+    NotEmpty(String),
+    /// EXDEV: renaming a directory that a lower layer has.
+    CrossDevice(String),
+}
+
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// The parent of a relative path ("" for the root's children).
+pub fn parent(path: &str) -> &str {
+    path.rfind('/').map(|i| &path[..i]).unwrap_or("")
+}
+
+fn name_of(path: &str) -> &str {
+    path.rfind('/').map(|i| &path[i + 1..]).unwrap_or(path)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Whether `path` is `dir` or below it.
+pub fn is_under(path: &str, dir: &str) -> bool {
+    path == dir || path.starts_with(&format!("{dir}/"))
+}
+
+/// Removes `path` and everything below it.
+pub fn remove_subtree(tree: &mut Tree, path: &str) {
+    tree.retain(|p, _| !is_under(p, path));
+}
+
+fn clean_name(name: &str) -> Result<String, Refusal> {
+    let trimmed = name.trim_start_matches("./").trim_end_matches('/');
+    if name.starts_with('/') || trimmed.split('/').any(|c| c == "..") {
+        return Err(Refusal::EscapingName(name.into()));
+    }
+    Ok(trimmed
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/"))
+}
+
+fn check_parents(tree: &Tree, path: &str) -> Result<(), Refusal> {
+    let mut acc = String::new();
+    for comp in path
+        .split('/')
+        .take(path.split('/').count().saturating_sub(1))
+    {
+        acc = join(&acc, comp);
+        if let Some(Node::Symlink(_)) = tree.get(&acc) {
+            return Err(Refusal::ThroughSymlink(path.into()));
+        }
+    }
+    Ok(())
+}
+
+fn make_parents(tree: &mut Tree, path: &str) {
+    let mut acc = String::new();
+    let comps: Vec<&str> = path.split('/').collect();
+    for comp in &comps[..comps.len().saturating_sub(1)] {
+        acc = join(&acc, comp);
+        if !matches!(tree.get(&acc), Some(Node::Dir { .. })) {
+            remove_subtree(tree, &acc);
+            tree.insert(acc.clone(), Node::Dir { mode: 0o755 });
+        }
+    }
+}
+
+/// Applies a layer to a tree (`tree` is unchanged on a refusal).
+pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
+    let mut out = tree.clone();
+    let mut adds = Vec::new();
+    for e in layer {
+        let path = clean_name(&e.name)?;
+        let (dir, name) = (parent(&path), name_of(&path));
+        if name == OPAQUE || name.starts_with(WHITEOUT) {
+            check_parents(&out, &path)?;
+        }
+        if name == OPAQUE {
+            if dir.is_empty() {
+                out.clear();
+            } else {
+                out.retain(|p, _| p == dir || !is_under(p, dir));
+            }
+        } else if let Some(hidden) = name.strip_prefix(WHITEOUT) {
+            remove_subtree(&mut out, &join(dir, hidden));
+        } else {
+            adds.push((path, &e.body));
+        }
+    }
+    // Adds are checked as they come: an earlier entry may have replaced a
+    // symlink by a directory.
+    for (path, body) in adds {
+        check_parents(&out, &path)?;
+        let node = match body {
+            Body::Node(n) => n.clone(),
+            Body::Hardlink(target) => {
+                let t = clean_name(target)?;
+                match out.get(&t) {
+                    Some(n @ Node::File { .. }) => n.clone(),
+                    _ => return Err(Refusal::BadHardlink(path, target.clone())),
+                }
+            }
+        };
+        make_parents(&mut out, &path);
+        let keep_children = matches!(
+            (&node, out.get(&path)),
+            (Node::Dir { .. }, Some(Node::Dir { .. }))
+        );
+        if !keep_children {
+            remove_subtree(&mut out, &path);
+        }
+        out.insert(path, node);
+    }
+    Ok(out)
+}
+
+/// The merged view of layers applied bottom first.
+pub fn merged(layers: &[Layer]) -> Result<Tree, Refusal> {
+    layers.iter().try_fold(Tree::new(), |t, l| apply(&t, l))
+}
+
+/// A layer that turns `lower` into `upper`: whiteouts for what went, entries for
+/// what is new or changed (parents first, so a replaced directory comes back).
+pub fn diff(lower: &Tree, upper: &Tree) -> Layer {
+    let mut layer = Vec::new();
+    for path in lower.keys().filter(|p| !upper.contains_key(*p)) {
+        // One whiteout for the topmost removed path covers what is below it.
+        let dir = parent(path);
+        if dir.is_empty() || upper.contains_key(dir) {
+            layer.push(Entry {
+                name: join(dir, &format!("{WHITEOUT}{}", name_of(path))),
+                body: Body::Node(Node::Dir { mode: 0 }),
+            });
+        }
+    }
+    for (path, node) in upper.iter().filter(|(p, n)| lower.get(*p) != Some(*n)) {
+        layer.push(Entry {
+            name: path.clone(),
+            body: Body::Node(node.clone()),
+        });
+    }
+    layer
+}
+
+#[cfg(test)]
+mod tests;

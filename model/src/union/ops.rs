@@ -1,0 +1,243 @@
+//! A container's writes on the merged view, recorded in its upper layer.
+
+use super::*;
+
+/// A container: its image's layers (bottom first, already applied as `lower`)
+/// and its upper layer, in overlayfs' own terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// The merged image layers.
+    pub lower: Tree,
+    /// The upper directory: nodes, `None` for a whiteout (a 0/0 char device).
+    pub upper: BTreeMap<String, Option<Node>>,
+    /// Upper directories marked opaque (trusted.overlay.opaque=y).
+    pub opaque: std::collections::BTreeSet<String>,
+}
+
+impl Container {
+    /// A container on `lower` with an empty upper layer.
+    pub fn new(lower: Tree) -> Self {
+        Container {
+            lower,
+            upper: BTreeMap::new(),
+            opaque: Default::default(),
+        }
+    }
+
+    /// What the container sees: lower, then the upper's whiteouts, opaque
+    /// directories and nodes, as overlayfs merges them.
+    pub fn view(&self) -> Tree {
+        let mut t = self.lower.clone();
+        for dir in &self.opaque {
+            t.retain(|p, _| p == dir || !is_under(p, dir));
+        }
+        for (path, node) in &self.upper {
+            match node {
+                None => remove_subtree(&mut t, path),
+                Some(n) => {
+                    if !matches!(n, Node::Dir { .. }) {
+                        remove_subtree(&mut t, path);
+                    }
+                    t.insert(path.clone(), n.clone());
+                }
+            }
+        }
+        t
+    }
+
+    fn need_parent_dir(&self, view: &Tree, path: &str) -> Result<(), Refusal> {
+        let dir = parent(path);
+        if dir.is_empty() {
+            return Ok(());
+        }
+        match view.get(dir) {
+            Some(Node::Dir { .. }) => Ok(()),
+            Some(_) => Err(Refusal::NotADirectory(path.into())),
+            None => Err(Refusal::NotFound(dir.into())),
+        }
+    }
+
+    /// Copy-up: the parent directories of `path` into the upper layer.
+    fn copy_up_parents(&mut self, view: &Tree, path: &str) {
+        let mut dir = parent(path);
+        while !dir.is_empty() {
+            if !matches!(self.upper.get(dir), Some(Some(_))) {
+                self.upper.insert(dir.to_string(), view.get(dir).cloned());
+            }
+            dir = parent(dir);
+        }
+    }
+
+    /// Puts `node` at `path` in the upper layer.
+    fn put(&mut self, view: &Tree, path: &str, node: Node) {
+        self.copy_up_parents(view, path);
+        let was_whiteout = matches!(self.upper.get(path), Some(None));
+        if matches!(node, Node::Dir { .. }) && (was_whiteout || self.lower.contains_key(path)) {
+            // A directory made where a lower one was deleted must hide its contents.
+            self.opaque.insert(path.to_string());
+        }
+        self.upper
+            .retain(|p, _| !(p != path && is_under(p, path)) || matches!(node, Node::Dir { .. }));
+        self.upper.insert(path.to_string(), Some(node));
+    }
+
+    /// Removes `path` from the view: a whiteout if a lower layer has it.
+    fn drop_path(&mut self, view: &Tree, path: &str) {
+        self.upper.retain(|p, _| !is_under(p, path));
+        self.opaque.retain(|p| !is_under(p, path));
+        if self.lower.contains_key(path) {
+            self.copy_up_parents(view, path);
+            self.upper.insert(path.to_string(), None);
+        }
+    }
+
+    /// Creates or truncates a file and writes `content`.
+    pub fn write(&mut self, path: &str, content: &[u8]) -> Result<(), Refusal> {
+        let view = self.view();
+        self.need_parent_dir(&view, path)?;
+        let mode = match view.get(path) {
+            Some(Node::Dir { .. }) => return Err(Refusal::IsADirectory(path.into())),
+            Some(Node::File { mode, .. }) => *mode,
+            _ => 0o644,
+        };
+        self.put(
+            &view,
+            path,
+            Node::File {
+                content: content.to_vec(),
+                mode,
+            },
+        );
+        Ok(())
+    }
+
+    /// Appends to an existing file (copying it up first).
+    pub fn append(&mut self, path: &str, more: &[u8]) -> Result<(), Refusal> {
+        let view = self.view();
+        match view.get(path) {
+            Some(Node::File { content, mode }) => {
+                let mut c = content.clone();
+                c.extend_from_slice(more);
+                let mode = *mode;
+                self.put(&view, path, Node::File { content: c, mode });
+                Ok(())
+            }
+            Some(Node::Dir { .. }) => Err(Refusal::IsADirectory(path.into())),
+            _ => Err(Refusal::NotFound(path.into())),
+        }
+    }
+
+    /// chmod (copy-up first).
+    pub fn chmod(&mut self, path: &str, new_mode: u32) -> Result<(), Refusal> {
+        let view = self.view();
+        let node = match view.get(path).cloned() {
+            Some(Node::File { content, .. }) => Node::File {
+                content,
+                mode: new_mode,
+            },
+            Some(Node::Dir { .. }) => Node::Dir { mode: new_mode },
+            Some(other) => other,
+            None => return Err(Refusal::NotFound(path.into())),
+        };
+        self.copy_up_parents(&view, path);
+        self.upper.insert(path.to_string(), Some(node));
+        Ok(())
+    }
+
+    /// mkdir.
+    pub fn mkdir(&mut self, path: &str) -> Result<(), Refusal> {
+        let view = self.view();
+        self.need_parent_dir(&view, path)?;
+        if view.contains_key(path) {
+            return Err(Refusal::Exists(path.into()));
+        }
+        self.put(&view, path, Node::Dir { mode: 0o755 });
+        Ok(())
+    }
+
+    /// symlink.
+    pub fn symlink(&mut self, path: &str, target: &str) -> Result<(), Refusal> {
+        let view = self.view();
+        self.need_parent_dir(&view, path)?;
+        if view.contains_key(path) {
+            return Err(Refusal::Exists(path.into()));
+        }
+        self.put(&view, path, Node::Symlink(target.into()));
+        Ok(())
+    }
+
+    /// unlink (not a directory).
+    pub fn remove(&mut self, path: &str) -> Result<(), Refusal> {
+        let view = self.view();
+        match view.get(path) {
+            None => Err(Refusal::NotFound(path.into())),
+            Some(Node::Dir { .. }) => Err(Refusal::IsADirectory(path.into())),
+            Some(_) => {
+                self.drop_path(&view, path);
+                Ok(())
+            }
+        }
+    }
+
+    /// rmdir (empty directories only).
+    pub fn rmdir(&mut self, path: &str) -> Result<(), Refusal> {
+        let view = self.view();
+        match view.get(path) {
+            None => Err(Refusal::NotFound(path.into())),
+            Some(Node::Dir { .. }) if view.keys().any(|p| p != path && is_under(p, path)) => {
+                Err(Refusal::NotEmpty(path.into()))
+            }
+            Some(Node::Dir { .. }) => {
+                self.drop_path(&view, path);
+                Ok(())
+            }
+            Some(_) => Err(Refusal::NotADirectory(path.into())),
+        }
+    }
+
+    /// rename; a directory that a lower layer has cannot move (EXDEV).
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), Refusal> {
+        let view = self.view();
+        let node = view
+            .get(from)
+            .cloned()
+            .ok_or_else(|| Refusal::NotFound(from.into()))?;
+        self.need_parent_dir(&view, to)?;
+        if is_under(to, from) && to != from {
+            return Err(Refusal::NotADirectory(to.into()));
+        }
+        if to == from {
+            return Ok(());
+        }
+        if let Node::Dir { .. } = node {
+            if self.lower.contains_key(from) {
+                return Err(Refusal::CrossDevice(from.into()));
+            }
+            if view.get(to).is_some_and(|n| !matches!(n, Node::Dir { .. }))
+                || view.keys().any(|p| p != to && is_under(p, to))
+            {
+                return Err(Refusal::NotEmpty(to.into()));
+            }
+            let moved: Vec<(String, Node)> = view
+                .iter()
+                .filter(|(p, _)| is_under(p, from))
+                .map(|(p, n)| (format!("{to}{}", &p[from.len()..]), n.clone()))
+                .collect();
+            self.drop_path(&view, from);
+            let view2 = self.view();
+            self.drop_path(&view2, to);
+            for (p, n) in moved {
+                let v = self.view();
+                self.put(&v, &p, n);
+            }
+            return Ok(());
+        }
+        if matches!(view.get(to), Some(Node::Dir { .. })) {
+            return Err(Refusal::IsADirectory(to.into()));
+        }
+        self.drop_path(&view, from);
+        let v = self.view();
+        self.put(&v, to, node);
+        Ok(())
+    }
+}

@@ -1,0 +1,300 @@
+//! The union rules, one test each, and the commit round trip.
+
+use super::*;
+use proptest::prelude::*;
+
+fn file(c: &str) -> Body {
+    Body::Node(Node::File {
+        content: c.as_bytes().to_vec(),
+        mode: 0o644,
+    })
+}
+
+fn e(name: &str, body: Body) -> Entry {
+    Entry {
+        name: name.into(),
+        body,
+    }
+}
+
+fn dir() -> Body {
+    Body::Node(Node::Dir { mode: 0o755 })
+}
+
+fn base() -> Tree {
+    apply(
+        &Tree::new(),
+        &vec![
+            e("etc", dir()),
+            e("etc/hosts", file("h")),
+            e("etc/x/y", file("y")),
+            e("bin/sh", file("sh")),
+        ],
+    )
+    .expect("base")
+}
+
+#[test]
+fn entries_make_their_parents_and_replace_what_was_there() {
+    let t = base();
+    assert_eq!(t.get("bin"), Some(&Node::Dir { mode: 0o755 }));
+    let t2 = apply(&t, &vec![e("etc/x", file("now a file"))]).expect("apply");
+    assert!(
+        !t2.contains_key("etc/x/y"),
+        "a directory replaced by a file loses its contents"
+    );
+}
+
+#[test]
+fn a_whiteout_deletes_from_the_layers_below() {
+    let t = apply(
+        &base(),
+        &vec![e("etc/.wh.hosts", dir()), e("etc/.wh.x", dir())],
+    )
+    .expect("apply");
+    assert!(!t.contains_key("etc/hosts") && !t.contains_key("etc/x") && !t.contains_key("etc/x/y"));
+    assert!(t.contains_key("etc"));
+}
+
+#[test]
+fn an_opaque_marker_hides_the_lower_contents_but_not_its_own_layers() {
+    let t = apply(
+        &base(),
+        &vec![e("etc/.wh..wh..opq", dir()), e("etc/new", file("n"))],
+    )
+    .expect("apply");
+    assert_eq!(
+        t.keys()
+            .filter(|p| is_under(p, "etc"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        ["etc", "etc/new"]
+    );
+}
+
+#[test]
+fn hostile_entries_are_refused() {
+    let t = base();
+    assert_eq!(
+        apply(&t, &vec![e("../evil", file("x"))]),
+        Err(Refusal::EscapingName("../evil".into()))
+    );
+    assert_eq!(
+        apply(&t, &vec![e("/etc/passwd", file("x"))]),
+        Err(Refusal::EscapingName("/etc/passwd".into()))
+    );
+    assert_eq!(
+        apply(&t, &vec![e("a/../../b", file("x"))]),
+        Err(Refusal::EscapingName("a/../../b".into()))
+    );
+    let with_link = apply(
+        &t,
+        &vec![e("lnk", Body::Node(Node::Symlink("/etc".into())))],
+    )
+    .expect("a symlink itself is fine");
+    assert_eq!(
+        apply(&with_link, &vec![e("lnk/shadow", file("x"))]),
+        Err(Refusal::ThroughSymlink("lnk/shadow".into()))
+    );
+    assert_eq!(
+        apply(&t, &vec![e("h", Body::Hardlink("../../etc/shadow".into()))]),
+        Err(Refusal::EscapingName("../../etc/shadow".into()))
+    );
+    assert_eq!(
+        apply(&t, &vec![e("h", Body::Hardlink("nope".into()))]),
+        Err(Refusal::BadHardlink("h".into(), "nope".into()))
+    );
+    let linked = apply(&t, &vec![e("h", Body::Hardlink("etc/hosts".into()))]).expect("hardlink");
+    assert_eq!(linked.get("h"), t.get("etc/hosts"));
+}
+
+#[test]
+fn writes_copy_up_and_deletes_of_lower_paths_leave_whiteouts() {
+    let mut c = Container::new(base());
+    c.append("etc/hosts", b"+").expect("append");
+    assert_eq!(
+        c.upper.get("etc"),
+        Some(&Some(Node::Dir { mode: 0o755 })),
+        "the parent is copied up"
+    );
+    assert_eq!(
+        c.upper.get("etc/hosts"),
+        Some(&Some(Node::File {
+            content: b"h+".to_vec(),
+            mode: 0o644
+        }))
+    );
+    c.remove("bin/sh").expect("rm");
+    assert_eq!(
+        c.upper.get("bin/sh"),
+        Some(&None),
+        "a whiteout (0/0 char device)"
+    );
+    c.write("tmp.txt", b"t").expect("write");
+    c.remove("tmp.txt").expect("rm");
+    assert!(
+        !c.upper.contains_key("tmp.txt"),
+        "an upper-only file just goes"
+    );
+    assert_eq!(c.lower, base(), "lower layers never change");
+}
+
+#[test]
+fn a_directory_made_where_one_was_deleted_is_opaque() {
+    let mut c = Container::new(base());
+    c.remove("etc/x/y").expect("rm");
+    c.rmdir("etc/x").expect("rmdir");
+    c.mkdir("etc/x").expect("mkdir");
+    assert!(c.opaque.contains("etc/x"));
+    assert!(!c.view().contains_key("etc/x/y"));
+}
+
+#[test]
+fn refusals_on_the_merged_view() {
+    let mut c = Container::new(base());
+    assert_eq!(c.rmdir("etc"), Err(Refusal::NotEmpty("etc".into())));
+    assert_eq!(c.mkdir("etc"), Err(Refusal::Exists("etc".into())));
+    assert_eq!(
+        c.write("nope/f", b""),
+        Err(Refusal::NotFound("nope".into()))
+    );
+    assert_eq!(
+        c.write("etc/hosts/f", b""),
+        Err(Refusal::NotADirectory("etc/hosts/f".into()))
+    );
+    assert_eq!(
+        c.write("etc", b""),
+        Err(Refusal::IsADirectory("etc".into()))
+    );
+    assert_eq!(c.remove("etc"), Err(Refusal::IsADirectory("etc".into())));
+    assert_eq!(
+        c.rename("etc", "etc2"),
+        Err(Refusal::CrossDevice("etc".into())),
+        "overlayfs without redirect_dir"
+    );
+}
+
+#[test]
+fn renames_of_files_and_of_upper_directories() {
+    let mut c = Container::new(base());
+    c.rename("etc/hosts", "hosts2").expect("rename file");
+    let v = c.view();
+    assert!(!v.contains_key("etc/hosts") && v.contains_key("hosts2"));
+    c.mkdir("d").expect("mkdir");
+    c.write("d/f", b"f").expect("write");
+    c.rename("d", "e").expect("rename upper dir");
+    let v = c.view();
+    assert!(
+        !v.contains_key("d")
+            && v.get("e/f")
+                == Some(&Node::File {
+                    content: b"f".to_vec(),
+                    mode: 0o644
+                })
+    );
+}
+
+#[test]
+fn commit_gives_a_layer_that_rebuilds_the_view() {
+    let mut c = Container::new(base());
+    c.remove("etc/x/y").expect("rm");
+    c.chmod("etc", 0o700).expect("chmod");
+    c.symlink("link", "/etc/hosts").expect("symlink");
+    let layer = diff(&c.lower, &c.view());
+    assert_eq!(apply(&c.lower, &layer), Ok(c.view()));
+}
+
+fn node() -> impl Strategy<Value = Node> {
+    prop_oneof![
+        (
+            proptest::collection::vec(any::<u8>(), 0..4),
+            prop_oneof![Just(0o644u32), Just(0o755)]
+        )
+            .prop_map(|(content, mode)| Node::File { content, mode }),
+        prop_oneof![Just(0o755u32), Just(0o700)].prop_map(|mode| Node::Dir { mode }),
+        "[a-c]{1,2}".prop_map(Node::Symlink),
+        Just(Node::Device('c', 1, 3)),
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    proptest::collection::vec("[a-c]", 1..4).prop_map(|v| v.join("/"))
+}
+
+/// A random, well-formed tree (built by applying random entries).
+fn tree() -> impl Strategy<Value = Tree> {
+    proptest::collection::vec((path(), node()), 0..10).prop_map(|entries| {
+        let layer: Layer = entries
+            .into_iter()
+            .map(|(p, n)| Entry {
+                name: p,
+                body: Body::Node(n),
+            })
+            .collect();
+        apply(&Tree::new(), &layer).unwrap_or_default()
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(String, u8),
+    Append(String),
+    Chmod(String),
+    Mkdir(String),
+    Remove(String),
+    Rmdir(String),
+    Rename(String, String),
+    Symlink(String),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (path(), any::<u8>()).prop_map(|(p, b)| Op::Write(p, b)),
+        path().prop_map(Op::Append),
+        path().prop_map(Op::Chmod),
+        path().prop_map(Op::Mkdir),
+        path().prop_map(Op::Remove),
+        path().prop_map(Op::Rmdir),
+        (path(), path()).prop_map(|(a, b)| Op::Rename(a, b)),
+        path().prop_map(Op::Symlink),
+    ]
+}
+
+fn well_formed(t: &Tree) {
+    for p in t.keys() {
+        let d = parent(p);
+        assert!(
+            d.is_empty() || matches!(t.get(d), Some(Node::Dir { .. })),
+            "{p}: parent {d} is not a directory in {t:?}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn commit_round_trips_for_random_trees(lower in tree(), target in tree()) {
+        let layer = diff(&lower, &target);
+        prop_assert_eq!(apply(&lower, &layer), Ok(target));
+    }
+
+    #[test]
+    fn commit_round_trips_after_random_container_operations(lower in tree(), ops in proptest::collection::vec(op(), 0..20)) {
+        let mut c = Container::new(lower.clone());
+        for o in ops {
+            let _ = match o {
+                Op::Write(p, b) => c.write(&p, &[b]),
+                Op::Append(p) => c.append(&p, b"+"),
+                Op::Chmod(p) => c.chmod(&p, 0o600),
+                Op::Mkdir(p) => c.mkdir(&p),
+                Op::Remove(p) => c.remove(&p),
+                Op::Rmdir(p) => c.rmdir(&p),
+                Op::Rename(a, b) => c.rename(&a, &b),
+                Op::Symlink(p) => c.symlink(&p, "target"),
+            };
+            let view = c.view();
+            well_formed(&view);
+            prop_assert_eq!(&c.lower, &lower);
+            prop_assert_eq!(apply(&lower, &diff(&lower, &view)), Ok(view));
+        }
+    }
+}

@@ -266,3 +266,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_v1_controller_that_is_not_mounted_is_refused() {
+    let mut l = Layout {
+        hierarchies: vec![Hierarchy::new(false, [Controller::Memory])],
+    };
+    assert_eq!(
+        l.for_controller(Controller::Pids).map(|_| ()),
+        Err(Refusal::NotMounted(Controller::Pids))
+    );
+}

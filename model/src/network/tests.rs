@@ -260,3 +260,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn unknown_networks_and_reused_container_names_are_refused() {
+    let mut n = small();
+    assert_eq!(
+        n.run("a", Mode::Bridge, Some("nope"), None),
+        Err(Refusal::NoSuchNetwork("nope".into()))
+    );
+    assert_eq!(n.remove("nope"), Err(Refusal::NoSuchNetwork("nope".into())));
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run");
+    assert_eq!(
+        n.run("a", Mode::None, None, None),
+        Err(Refusal::ContainerExists("a".into()))
+    );
+}

@@ -11,8 +11,11 @@
 //!   entries in order; an entry replaces whatever was at its path (a directory
 //!   replaced by a file loses its contents).
 //! - Hostile entries are refused: absolute names, `..` components, an entry under
-//!   a path that is a symlink, a hardlink whose target is not in the tree.
-//!   Hardlinks are materialised as copies: link identity is not modelled.
+//!   a path that is a symlink, a hardlink whose target is not a file of the tree.
+//! - A hardlink is the same file under another name: the tree records it as a
+//!   link to the first name ([`Node::Hardlink`]). Replacing or deleting that file
+//!   leaves the other names with the old content (the link is broken), as tar
+//!   extraction and overlayfs' copy-up do.
 //! - overlayfs stores a deletion in the upper directory as a 0/0 character
 //!   device and an opaque directory with an xattr; the merged view of lower
 //!   layers plus an upper is what applying them in order gives.
@@ -49,6 +52,79 @@ pub enum Node {
     Symlink(String),
     /// A character (`'c'`) or block (`'b'`) device.
     Device(char, u32, u32),
+    /// Another name of the file at this path (the file's first name).
+    Hardlink(String),
+}
+
+/// The node at `path`, through a hardlink to the file it names.
+pub fn resolve<'a>(tree: &'a Tree, path: &str) -> Option<&'a Node> {
+    match tree.get(path) {
+        Some(Node::Hardlink(first)) => tree.get(first),
+        other => other,
+    }
+}
+
+/// After `tree` was changed from `before`: every name that was a link to a file
+/// that has since been replaced or deleted keeps the old file, unless this change
+/// set the name itself (`set`). The first such name becomes the file; the others
+/// link to it.
+pub fn break_links(tree: &mut Tree, before: &Tree, set: &std::collections::BTreeSet<String>) {
+    let stale: Vec<(String, String)> = tree
+        .iter()
+        .filter_map(|(p, n)| match n {
+            Node::Hardlink(first)
+                if !set.contains(p)
+                    && before.get(p) == Some(n)
+                    && tree.get(first) != before.get(first) =>
+            {
+                Some((p.clone(), first.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for (p, first) in stale {
+        match renamed.get(&first) {
+            Some(new_first) => {
+                tree.insert(p, Node::Hardlink(new_first.clone()));
+            }
+            None => {
+                if let Some(old) = before.get(&first) {
+                    tree.insert(p.clone(), old.clone());
+                }
+                renamed.insert(first, p);
+            }
+        }
+    }
+}
+
+/// Before the files at or below `gone` are replaced or deleted: the names that
+/// link to them keep the file. The first such name becomes the file; the others
+/// link to it.
+pub fn detach(tree: &mut Tree, gone: &str) {
+    let links: Vec<(String, String)> = tree
+        .iter()
+        .filter_map(|(p, n)| match n {
+            Node::Hardlink(first) if is_under(first, gone) && !is_under(p, gone) => {
+                Some((p.clone(), first.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for (p, first) in links {
+        match renamed.get(&first) {
+            Some(new_first) => {
+                tree.insert(p, Node::Hardlink(new_first.clone()));
+            }
+            None => {
+                if let Some(file) = tree.get(&first).cloned() {
+                    tree.insert(p.clone(), file);
+                }
+                renamed.insert(first, p);
+            }
+        }
+    }
 }
 
 /// A file tree: relative path → node. Parents of every path are directories.
@@ -160,6 +236,7 @@ fn make_parents(tree: &mut Tree, path: &str) {
     for comp in &comps[..comps.len().saturating_sub(1)] {
         acc = join(&acc, comp);
         if !matches!(tree.get(&acc), Some(Node::Dir { .. })) {
+            detach(tree, &acc);
             remove_subtree(tree, &acc);
             tree.insert(acc.clone(), Node::Dir { mode: 0o755 });
         }
@@ -180,9 +257,18 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
             if dir.is_empty() {
                 out.clear();
             } else {
+                let children: Vec<String> = out
+                    .keys()
+                    .filter(|p| *p != dir && is_under(p, dir))
+                    .cloned()
+                    .collect();
+                for c in &children {
+                    detach(&mut out, c);
+                }
                 out.retain(|p, _| p == dir || !is_under(p, dir));
             }
         } else if let Some(hidden) = name.strip_prefix(WHITEOUT) {
+            detach(&mut out, &join(dir, hidden));
             remove_subtree(&mut out, &join(dir, hidden));
         } else {
             adds.push((path, &e.body));
@@ -196,10 +282,16 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
             Body::Node(n) => n.clone(),
             Body::Hardlink(target) => {
                 let t = clean_name(target)?;
-                match out.get(&t) {
-                    Some(n @ Node::File { .. }) => n.clone(),
+                let first = match out.get(&t) {
+                    Some(Node::File { .. }) => t,
+                    Some(Node::Hardlink(first)) => first.clone(),
                     _ => return Err(Refusal::BadHardlink(path, target.clone())),
+                };
+                // A link may not replace the file it names, or a directory holding it.
+                if is_under(&first, &path) {
+                    return Err(Refusal::BadHardlink(path, target.clone()));
                 }
+                Node::Hardlink(first)
             }
         };
         make_parents(&mut out, &path);
@@ -208,7 +300,14 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
             (Node::Dir { .. }, Some(Node::Dir { .. }))
         );
         if !keep_children {
+            detach(&mut out, &path);
             remove_subtree(&mut out, &path);
+        }
+        // Making the link's parents may have replaced the file it names.
+        if let Node::Hardlink(first) = &node
+            && !matches!(out.get(first), Some(Node::File { .. }))
+        {
+            return Err(Refusal::BadHardlink(path, first.clone()));
         }
         out.insert(path, node);
     }
@@ -234,11 +333,30 @@ pub fn diff(lower: &Tree, upper: &Tree) -> Layer {
             });
         }
     }
-    for (path, node) in upper.iter().filter(|(p, n)| lower.get(*p) != Some(*n)) {
+    let changed: std::collections::BTreeSet<&String> = upper
+        .iter()
+        .filter(|(p, n)| lower.get(*p) != Some(*n))
+        .map(|(p, _)| p)
+        .collect();
+    for (path, node) in upper
+        .iter()
+        .filter(|(p, n)| changed.contains(p) && !matches!(n, Node::Hardlink(_)))
+    {
         layer.push(Entry {
             name: path.clone(),
             body: Body::Node(node.clone()),
         });
+    }
+    // Links after the files they name; again when that file is written anew.
+    for (path, node) in upper {
+        if let Node::Hardlink(first) = node
+            && (changed.contains(path) || changed.contains(first))
+        {
+            layer.push(Entry {
+                name: path.clone(),
+                body: Body::Hardlink(first.clone()),
+            });
+        }
     }
     layer
 }

@@ -42,6 +42,9 @@ impl Container {
                 }
             }
         }
+        // A lower file written or deleted through one name was copied up (or
+        // whited out) alone: its other names keep the lower file.
+        break_links(&mut t, &self.lower, &self.upper.keys().cloned().collect());
         t
     }
 
@@ -95,7 +98,7 @@ impl Container {
     pub fn write(&mut self, path: &str, content: &[u8]) -> Result<(), Refusal> {
         let view = self.view();
         self.need_parent_dir(&view, path)?;
-        let mode = match view.get(path) {
+        let mode = match resolve(&view, path) {
             Some(Node::Dir { .. }) => return Err(Refusal::IsADirectory(path.into())),
             Some(Node::File { mode, .. }) => *mode,
             _ => 0o644,
@@ -114,7 +117,7 @@ impl Container {
     /// Appends to an existing file (copying it up first).
     pub fn append(&mut self, path: &str, more: &[u8]) -> Result<(), Refusal> {
         let view = self.view();
-        match view.get(path) {
+        match resolve(&view, path) {
             Some(Node::File { content, mode }) => {
                 let mut c = content.clone();
                 c.extend_from_slice(more);
@@ -198,8 +201,7 @@ impl Container {
     /// rename; a directory that a lower layer has cannot move (EXDEV).
     pub fn rename(&mut self, from: &str, to: &str) -> Result<(), Refusal> {
         let view = self.view();
-        let node = view
-            .get(from)
+        let node = resolve(&view, from)
             .cloned()
             .ok_or_else(|| Refusal::NotFound(from.into()))?;
         self.need_parent_dir(&view, to)?;
@@ -219,9 +221,11 @@ impl Container {
                 return Err(Refusal::NotEmpty(to.into()));
             }
             let moved: Vec<(String, Node)> = view
-                .iter()
-                .filter(|(p, _)| is_under(p, from))
-                .map(|(p, n)| (format!("{to}{}", &p[from.len()..]), n.clone()))
+                .keys()
+                .filter(|p| is_under(p, from))
+                .filter_map(|p| {
+                    resolve(&view, p).map(|n| (format!("{to}{}", &p[from.len()..]), n.clone()))
+                })
                 .collect();
             self.drop_path(&view, from);
             let view2 = self.view();

@@ -105,7 +105,35 @@ fn hostile_entries_are_refused() {
         Err(Refusal::BadHardlink("h".into(), "nope".into()))
     );
     let linked = apply(&t, &vec![e("h", Body::Hardlink("etc/hosts".into()))]).expect("hardlink");
-    assert_eq!(linked.get("h"), t.get("etc/hosts"));
+    assert_eq!(resolve(&linked, "h"), t.get("etc/hosts"));
+}
+
+#[test]
+fn a_hardlink_is_the_same_file_until_the_file_is_replaced() {
+    let t = apply(
+        &base(),
+        &vec![
+            e("h1", Body::Hardlink("etc/hosts".into())),
+            e("h2", Body::Hardlink("h1".into())),
+        ],
+    )
+    .expect("links");
+    assert_eq!(
+        t.get("h2"),
+        Some(&Node::Hardlink("etc/hosts".into())),
+        "links name the file's first name"
+    );
+    // A later layer replacing the file breaks the links: they keep the old content.
+    let t2 = apply(&t, &vec![e("etc/hosts", file("new"))]).expect("replace");
+    assert_eq!(t2.get("h1"), base().get("etc/hosts"));
+    assert_eq!(t2.get("h2"), Some(&Node::Hardlink("h1".into())));
+    // In a container, writing one name copies it up alone.
+    let mut c = Container::new(t.clone());
+    c.write("h1", b"changed").expect("write");
+    let v = c.view();
+    assert_eq!(resolve(&v, "etc/hosts"), base().get("etc/hosts"));
+    assert_eq!(resolve(&v, "h2"), base().get("etc/hosts"));
+    assert_eq!(apply(&t, &diff(&t, &v)), Ok(v));
 }
 
 #[test]
@@ -223,16 +251,19 @@ fn path() -> impl Strategy<Value = String> {
 
 /// A random, well-formed tree (built by applying random entries).
 fn tree() -> impl Strategy<Value = Tree> {
-    proptest::collection::vec((path(), node()), 0..10).prop_map(|entries| {
-        let layer: Layer = entries
-            .into_iter()
-            .map(|(p, n)| Entry {
-                name: p,
-                body: Body::Node(n),
-            })
-            .collect();
-        apply(&Tree::new(), &layer).unwrap_or_default()
-    })
+    let entry = prop_oneof![
+        4 => (path(), node()).prop_map(|(p, n)| Entry { name: p, body: Body::Node(n) }),
+        1 => (path(), path()).prop_map(|(p, t)| Entry { name: p, body: Body::Hardlink(t) }),
+    ];
+    // Two layers, so links can be broken by the second; a refused layer is skipped.
+    (
+        proptest::collection::vec(entry.clone(), 0..10),
+        proptest::collection::vec(entry, 0..5),
+    )
+        .prop_map(|(a, b)| {
+            let t = apply(&Tree::new(), &a).unwrap_or_default();
+            apply(&t, &b).unwrap_or(t)
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -261,18 +292,26 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn well_formed(t: &Tree) {
-    for p in t.keys() {
+    for (p, n) in t {
         let d = parent(p);
         assert!(
             d.is_empty() || matches!(t.get(d), Some(Node::Dir { .. })),
             "{p}: parent {d} is not a directory in {t:?}"
         );
+        if let Node::Hardlink(first) = n {
+            assert!(
+                matches!(t.get(first), Some(Node::File { .. })),
+                "{p}: link to {first}, which is no file, in {t:?}"
+            );
+        }
     }
 }
 
 proptest! {
     #[test]
     fn commit_round_trips_for_random_trees(lower in tree(), target in tree()) {
+        well_formed(&lower);
+        well_formed(&target);
         let layer = diff(&lower, &target);
         prop_assert_eq!(apply(&lower, &layer), Ok(target));
     }

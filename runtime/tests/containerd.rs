@@ -58,30 +58,14 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> std::process::Output {
-        let out = tempfile::tempfile().expect("tmp");
-        let err = tempfile::tempfile().expect("tmp");
-        let status = Command::new("ctr")
-            .arg("--address")
-            .arg(&self.sock)
-            .args(["--namespace", "berthtest"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(err.try_clone().expect("dup"))
-            .status()
-            .expect("ctr");
-        let read = |mut f: fs::File| {
-            use std::io::{Read, Seek};
-            let mut v = Vec::new();
-            f.seek(std::io::SeekFrom::Start(0)).expect("seek");
-            f.read_to_end(&mut v).expect("read");
-            v
-        };
-        std::process::Output {
-            status,
-            stdout: read(out),
-            stderr: read(err),
-        }
+        common::output_via_files(
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&self.sock)
+                .args(["--namespace", "berthtest"])
+                .args(args)
+                .stdin(Stdio::null()),
+        )
     }
 
     fn ok(&self, args: &[&str]) -> String {

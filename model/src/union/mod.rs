@@ -82,15 +82,21 @@ pub fn break_links(tree: &mut Tree, before: &Tree, set: &std::collections::BTree
             _ => None,
         })
         .collect();
+    relink(tree, stale, |first| before.get(first).cloned());
+}
+
+/// Gives `links` (name, the first name it linked to) the file again: the first
+/// name of each group becomes `file_of(first)`, the others link to it.
+fn relink(tree: &mut Tree, links: Vec<(String, String)>, file_of: impl Fn(&str) -> Option<Node>) {
     let mut renamed: BTreeMap<String, String> = BTreeMap::new();
-    for (p, first) in stale {
+    for (p, first) in links {
         match renamed.get(&first) {
             Some(new_first) => {
                 tree.insert(p, Node::Hardlink(new_first.clone()));
             }
             None => {
-                if let Some(old) = before.get(&first) {
-                    tree.insert(p.clone(), old.clone());
+                if let Some(file) = file_of(&first) {
+                    tree.insert(p.clone(), file);
                 }
                 renamed.insert(first, p);
             }
@@ -111,20 +117,11 @@ pub fn detach(tree: &mut Tree, gone: &str) {
             _ => None,
         })
         .collect();
-    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
-    for (p, first) in links {
-        match renamed.get(&first) {
-            Some(new_first) => {
-                tree.insert(p, Node::Hardlink(new_first.clone()));
-            }
-            None => {
-                if let Some(file) = tree.get(&first).cloned() {
-                    tree.insert(p.clone(), file);
-                }
-                renamed.insert(first, p);
-            }
-        }
-    }
+    let files: BTreeMap<String, Node> = links
+        .iter()
+        .filter_map(|(_, f)| tree.get(f).map(|n| (f.clone(), n.clone())))
+        .collect();
+    relink(tree, links, |first| files.get(first).cloned());
 }
 
 /// A file tree: relative path → node. Parents of every path are directories.

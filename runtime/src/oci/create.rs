@@ -39,7 +39,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{Gid, Pid, Uid, setresgid, setresuid};
-use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::cgroups::{self, CgroupPaths};
 use super::channel::{self, Channel, Message};
@@ -67,8 +67,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// How many fds after stdio to pass to the container.
     pub preserve_fds: u32,
-    /// An already connected console socket (used by `run` to proxy a terminal).
-    pub console_conn: Option<UnixStream>,
+    /// When the process wants a terminal and no console socket is given, keep the
+    /// pty master for the caller instead of failing (`run` in the foreground).
+    pub own_terminal: bool,
 }
 
 /// A created container.
@@ -78,6 +79,8 @@ pub struct Created {
     pub pid: i32,
     /// The locked state directory (released when dropped).
     pub dir: Locked,
+    /// With `own_terminal`: the socket the pty master arrives on.
+    pub console: Option<UnixStream>,
 }
 
 /// Everything the child stages need, built before cloning.
@@ -149,20 +152,22 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Other("config.json: process: missing".into()))?;
-    if process.terminal() == Some(true)
-        && opts.console_socket.is_none()
-        && opts.console_conn.is_none()
-    {
+    let keep_master = process.terminal() == Some(true) && opts.console_socket.is_none();
+    if keep_master && !opts.own_terminal {
         return Err(Error::Other(
             "process.terminal is true: --console-socket is required".into(),
         ));
     }
     let prepared = Prepared::new(process, linux.seccomp().as_ref(), &store.bpf_cache())?;
     let cgroup = cgroups::resolve(linux.cgroups_path().as_deref(), &opts.id)?;
-    let console = match (&opts.console_conn, &opts.console_socket) {
-        (Some(c), _) => Some(c.try_clone().io("cloning console socket", "(socketpair)")?),
-        (None, Some(p)) => Some(super::console::connect(p)?),
-        (None, None) => None,
+    let (console, ours) = match &opts.console_socket {
+        Some(p) => (Some(super::console::connect(p)?), None),
+        None if keep_master => {
+            let (ours, theirs) =
+                UnixStream::pair().io("socketpair for the console", "(socketpair)")?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
     };
 
     let dir = store.create(&opts.id)?;
@@ -279,6 +284,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     Ok(Created {
         pid,
         dir: undo.disarm(),
+        console: ours,
     })
 }
 
@@ -559,7 +565,7 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
         chan.send(&Message::RunHooks)?;
         chan.expect(Message::HooksDone)?;
     }
-    let st = hook_state(setup, pid);
+    let st = hook_state(setup, pid, Status::Creating);
     hooks::run(
         "createContainer",
         hooks_cfg.create_container().as_deref().unwrap_or_default(),
@@ -612,20 +618,13 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
     hooks::run(
         "startContainer",
         hooks_cfg.start_container().as_deref().unwrap_or_default(),
-        &hook_state_running(setup, pid),
+        &hook_state(setup, pid, Status::Created),
     )?;
     Err(setup.process.exec(&exe, 3 + setup.preserve_fds))
 }
 
-fn hook_state(setup: &Setup, pid: i32) -> Vec<u8> {
-    hook_state_as(setup, pid, Status::Creating)
-}
-
-fn hook_state_running(setup: &Setup, pid: i32) -> Vec<u8> {
-    hook_state_as(setup, pid, Status::Created)
-}
-
-fn hook_state_as(setup: &Setup, pid: i32, status: Status) -> Vec<u8> {
+/// The state JSON the in-container hooks receive.
+fn hook_state(setup: &Setup, pid: i32, status: Status) -> Vec<u8> {
     let st = OciState {
         oci_version: state::OCI_VERSION.into(),
         id: setup.id.clone(),
@@ -670,9 +669,4 @@ fn set_domainname(d: &str) -> Result<()> {
     Errno::result(r)
         .map(drop)
         .sys(|| format!("domainname {d:?}"))
-}
-
-/// Applies new limits to a container's cgroup (`update`).
-pub fn apply_resources(paths: &CgroupPaths, res: &LinuxResources) -> Result<()> {
-    cgroups::manager(paths).set(res)
 }

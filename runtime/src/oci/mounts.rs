@@ -9,7 +9,6 @@
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -952,18 +951,6 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
         do_mount(None, path, None, f, None, &what)?;
     }
     Ok(())
-}
-
-/// Whether `path` is a character device (used to check /dev setup).
-pub fn is_char_device(path: &Path) -> bool {
-    fs::metadata(path)
-        .map(|m| m.file_type().is_char_device())
-        .unwrap_or(false)
-}
-
-/// The host device number of `path`.
-pub fn rdev(path: &Path) -> Option<u64> {
-    fs::metadata(path).ok().map(|m| m.rdev())
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -276,9 +275,4 @@ pub fn list(store: &Store) -> Result<Vec<OciState>> {
         out.push(st.oci(status));
     }
     Ok(out)
-}
-
-/// Whether `path` looks like a runtime root that exists.
-pub fn root_exists(path: &Path) -> bool {
-    path.is_dir()
 }

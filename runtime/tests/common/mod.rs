@@ -88,27 +88,7 @@ impl Runtime {
     /// Stdout and stderr go to files, not pipes: a detached container inherits
     /// them and would hold a pipe open for as long as it runs.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = tempfile::tempfile().expect("tempfile");
-        let err = tempfile::tempfile().expect("tempfile");
-        let status = self
-            .cmd()
-            .args(args)
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(err.try_clone().expect("dup"))
-            .status()
-            .expect("spawn runtime");
-        let read = |mut f: std::fs::File| {
-            use std::io::{Read, Seek};
-            let mut v = Vec::new();
-            f.seek(std::io::SeekFrom::Start(0)).expect("seek");
-            f.read_to_end(&mut v).expect("read");
-            v
-        };
-        Output {
-            status,
-            stdout: read(out),
-            stderr: read(err),
-        }
+        output_via_files(self.cmd().args(args))
     }
 
     /// Runs, requires success, returns stdout.
@@ -358,4 +338,28 @@ pub fn read_until(f: &mut std::fs::File, marker: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs `cmd` with stdout and stderr in files rather than pipes (a detached
+/// container inherits them and would hold a pipe open for as long as it runs).
+pub fn output_via_files(cmd: &mut Command) -> Output {
+    use std::io::{Read, Seek};
+    let out = tempfile::tempfile().expect("tempfile");
+    let err = tempfile::tempfile().expect("tempfile");
+    let status = cmd
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(err.try_clone().expect("dup"))
+        .status()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let read = |mut f: fs::File| {
+        let mut v = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        f.read_to_end(&mut v).expect("read");
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
 }

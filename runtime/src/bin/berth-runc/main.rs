@@ -5,7 +5,6 @@ mod log;
 mod tty;
 
 use std::io::Read;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -276,7 +275,7 @@ fn run(cli: &Cli, log: &Logger) -> Result<u8> {
         }
         Cmd::Create(a) => {
             check_systemd(cli)?;
-            let c = create(&store, &create_options(a, None))?;
+            let c = create(&store, &create_options(a, false))?;
             log.info(&format!("created container {} (init pid {})", a.id, c.pid));
         }
         Cmd::Start { id } => {
@@ -337,7 +336,7 @@ fn check_systemd(cli: &Cli) -> Result<()> {
     )
 }
 
-fn create_options(a: &CreateArgs, conn: Option<UnixStream>) -> CreateOptions {
+fn create_options(a: &CreateArgs, own_terminal: bool) -> CreateOptions {
     CreateOptions {
         id: a.id.clone(),
         bundle: a.bundle.clone(),
@@ -345,7 +344,7 @@ fn create_options(a: &CreateArgs, conn: Option<UnixStream>) -> CreateOptions {
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
-        console_conn: conn,
+        own_terminal,
     }
 }
 
@@ -358,24 +357,11 @@ fn run_container(
     keep: bool,
 ) -> Result<u8> {
     check_systemd(cli)?;
-    // A terminal without a console socket: berth-runc takes the pty itself.
-    let wants_tty = spec::load(&a.bundle)
-        .ok()
-        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false);
-    let mut local = None;
-    let mut conn = None;
-    if wants_tty && a.console_socket.is_none() {
-        if detach {
-            bail!("cannot allocate a terminal for a detached container without --console-socket");
-        }
-        let (ours, theirs) = UnixStream::pair().context("socketpair for the console")?;
-        local = Some(ours);
-        conn = Some(theirs);
-    }
-    let c = create(store, &create_options(a, conn))?;
-    let pid = c.pid;
-    drop(c);
+    // A terminal without a console socket: in the foreground berth-runc takes
+    // the pty itself; detached, create refuses it.
+    let c = create(store, &create_options(a, !detach))?;
+    let (pid, local) = (c.pid, c.console);
+    drop(c.dir);
     if let Err(e) = ops::start(store, &a.id) {
         let _ = ops::delete(store, &a.id, true);
         return Err(e.into());

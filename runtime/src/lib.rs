@@ -5,4 +5,7 @@
 //! line; the engine, image, layers and network modules come with their issues.
 #![warn(missing_docs)]
 
+pub mod digest;
+pub mod image;
+pub mod layers;
 pub mod oci;

@@ -54,6 +54,17 @@ enum Cmd {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
+    /// Build a default image without the network and load it (`image busybox`).
+    Image {
+        /// Which image: busybox.
+        name: String,
+        /// The berth data root to load it into.
+        #[arg(long, default_value = "/var/lib/berth", env = "BERTH_ROOT")]
+        root: PathBuf,
+        /// Also keep the OCI layout tar here.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Run the criterion benchmarks.
     Bench {
         /// Only benchmarks matching this.
@@ -70,6 +81,7 @@ fn main() -> Result<()> {
         Cmd::Demo => demo(),
         Cmd::Compare { rounds, inner } => compare::compare(rounds, inner),
         Cmd::Bench { filter } => bench(filter),
+        Cmd::Image { name, root, output } => image(&name, &root, output),
         Cmd::VmTest {
             filter,
             cgroup,
@@ -166,6 +178,32 @@ echo "namespaces:"; for n in pid net ipc uts mnt cgroup; do echo "  $n -> $(read
         .arg(format!("demo-{}", std::process::id())))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Builds busybox:latest from Debian's busybox-static as an OCI layout tar and
+/// loads it with `berth load`.
+fn image(name: &str, data_root: &Path, output: Option<PathBuf>) -> Result<()> {
+    if name != "busybox" {
+        bail!("image {name:?}: the images xtask can build are: busybox");
+    }
+    setup::setup()?;
+    run(cargo().args(["build", "-p", "berth", "--bin", "berth"]))?;
+    let img = berth::image::build::busybox(Path::new("/bin/busybox"))
+        .context("building the busybox image from /bin/busybox (busybox-static)")?;
+    let tar = output.unwrap_or_else(|| root().join("target/images/busybox.tar"));
+    if let Some(dir) = tar.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file =
+        std::fs::File::create(&tar).with_context(|| format!("creating {}", tar.display()))?;
+    berth::image::build::ImageBuilder::write_oci_tar(&[(&img, Some("busybox:latest"))], file)
+        .with_context(|| format!("writing {}", tar.display()))?;
+    println!("wrote {}", tar.display());
+    run(Command::new(root().join("target/debug/berth"))
+        .arg("--root")
+        .arg(data_root)
+        .args(["load", "-i"])
+        .arg(&tar))
 }
 
 fn bench(filter: Option<String>) -> Result<()> {

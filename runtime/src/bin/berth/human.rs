@@ -1,0 +1,109 @@
+//! Sizes and ages the way Docker's CLI prints them.
+
+/// `4.26MB`: SI units, three significant digits (Docker's `units.HumanSize`).
+pub fn size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let s = format!("{v:.digits$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[i])
+}
+
+/// `2 weeks ago` (Docker's `units.HumanDuration` plus " ago").
+pub fn ago(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h, d) = (s / 60, s / 3600, s / 86_400);
+    let text = if s < 1 {
+        "Less than a second".to_string()
+    } else if s == 1 {
+        "1 second".to_string()
+    } else if s < 60 {
+        format!("{s} seconds")
+    } else if m == 1 {
+        "About a minute".to_string()
+    } else if m < 60 {
+        format!("{m} minutes")
+    } else if h == 1 {
+        "About an hour".to_string()
+    } else if h < 48 {
+        format!("{h} hours")
+    } else if h < 24 * 7 * 2 {
+        format!("{d} days")
+    } else if h < 24 * 30 * 2 {
+        format!("{} weeks", d / 7)
+    } else if h < 24 * 365 * 2 {
+        format!("{} months", d / 30)
+    } else {
+        format!("{} years", d / 365)
+    };
+    format!("{text} ago")
+}
+
+/// Left-aligned columns three spaces apart (Docker's tabwriter settings).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(0), "0B");
+        assert_eq!(size(999), "999B");
+        assert_eq!(size(4_261_000), "4.26MB");
+        assert_eq!(size(72_800), "72.8kB");
+        assert_eq!(size(1_200_000_000), "1.2GB");
+        assert_eq!(size(10_000_000), "10MB");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(ago(0), "Less than a second ago");
+        assert_eq!(ago(59), "59 seconds ago");
+        assert_eq!(ago(90), "About a minute ago");
+        assert_eq!(ago(3 * 3600), "3 hours ago");
+        assert_eq!(ago(20 * 86_400), "2 weeks ago");
+        assert_eq!(ago(400 * 86_400), "13 months ago");
+    }
+}

@@ -1,5 +1,7 @@
 //! A real client: containerd 1.6 (Debian's package) runs containers with
 //! berth-runc as its runc binary, and berth-runc's own log shows it did the work.
+//! Its images come from `berth save` (one of them made by `berth commit`), so
+//! this also shows containerd's `ctr image import` takes berth's archives.
 //! containerd runs with its own root, state and socket in a temporary directory.
 
 mod common;
@@ -10,8 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{need_root, runtime_bin};
-use serde_json::json;
-use sha2::{Digest, Sha256};
 
 struct Containerd {
     child: Child,
@@ -120,90 +120,70 @@ impl Drop for Containerd {
     }
 }
 
-fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
+/// `berth save` of two images, as containerd gets them: busybox tagged
+/// bbtest:latest, and bbtest:committed — a container of it changed through its
+/// overlay mount (a file added, an applet removed) and committed.
+fn saved_images(dir: &Path) -> PathBuf {
+    let berth = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--root")
+            .arg(dir.join("data"))
+            .args(args)
+            .output()
+            .expect("berth");
+        assert!(
+            o.status.success(),
+            "berth {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let img = berth::image::build::busybox(Path::new("/bin/busybox")).expect("busybox image");
+    let layout = dir.join("busybox.tar");
+    berth::image::build::ImageBuilder::write_oci_tar(
+        &[(&img, Some("busybox:latest"))],
+        fs::File::create(&layout).expect("create"),
+    )
+    .expect("write");
+    berth(&["load", "-i", layout.to_str().expect("path")]);
+    berth(&["tag", "busybox", "bbtest"]);
 
-/// An OCI image layout tar of a busybox rootfs, referenced as docker.io/library/bbtest:latest.
-fn busybox_image(dir: &Path) -> PathBuf {
-    let rootfs = dir.join("rootfs");
-    fs::create_dir_all(rootfs.join("bin")).expect("mkdir");
-    for d in ["proc", "dev", "sys", "tmp", "etc"] {
-        fs::create_dir_all(rootfs.join(d)).expect("mkdir");
-    }
-    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox");
-    let list = Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .expect("list");
-    for name in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter(|n| *n != "busybox")
-    {
-        let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(name));
-    }
-    let layer_path = dir.join("layer.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["--numeric-owner", "-cf"])
-        .arg(&layer_path)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(st.success());
-    let layer = fs::read(&layer_path).expect("layer");
-    let layer_digest = sha256(&layer);
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux",
-        "config": { "Env": ["PATH=/bin"], "Cmd": ["sh"] },
-        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_digest}")] }
-    }))
-    .expect("json");
-    let config_digest = sha256(&config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_digest}"), "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_digest}"), "size": layer.len() }]
-    }))
-    .expect("json");
-    let manifest_digest = sha256(&manifest);
-    let layout = dir.join("layout");
-    let blobs = layout.join("blobs/sha256");
-    fs::create_dir_all(&blobs).expect("mkdir");
-    fs::write(blobs.join(&layer_digest), &layer).expect("blob");
-    fs::write(blobs.join(&config_digest), &config).expect("blob");
-    fs::write(blobs.join(&manifest_digest), &manifest).expect("blob");
-    fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .expect("layout");
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{manifest_digest}"), "size": manifest.len(),
-            "annotations": { "org.opencontainers.image.ref.name": "docker.io/library/bbtest:latest" }
-        }]
-    });
-    fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&index).expect("json"),
-    )
-    .expect("index");
-    let image = dir.join("image.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&image)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(st.success());
-    image
+    let store = berth::image::store::ImageStore::open(&dir.join("data")).expect("store");
+    let rec = store
+        .db()
+        .expect("db")
+        .resolve("bbtest")
+        .expect("image")
+        .clone();
+    let snap = store
+        .snapshots()
+        .create(
+            "committer",
+            berth::layers::snapshot::Record {
+                image: rec.id().clone(),
+                layers: rec.diff_ids(),
+            },
+        )
+        .expect("snapshot");
+    let ov = snap.mount().expect("mount");
+    fs::write(ov.target().join("etc/committed"), "from-berth-commit\n").expect("write");
+    fs::remove_file(ov.target().join("bin/vi")).expect("rm");
+    ov.unmount().expect("unmount");
+    let tag = berth::image::reference::Reference::parse("bbtest:committed").expect("ref");
+    berth::image::commit::commit(&store, &snap, Some(&tag), &Default::default()).expect("commit");
+    store
+        .snapshots()
+        .remove("committer")
+        .expect("remove snapshot");
+
+    let out = dir.join("image.tar");
+    berth(&[
+        "save",
+        "bbtest:latest",
+        "bbtest:committed",
+        "-o",
+        out.to_str().expect("path"),
+    ]);
+    out
 }
 
 #[test]
@@ -222,7 +202,7 @@ fn containerd_runs_containers_with_berth_runc() {
         .prefix("berth-image")
         .tempdir()
         .expect("tempdir");
-    let image = busybox_image(work.path());
+    let image = saved_images(work.path());
     let cd = Containerd::start();
     let runc_root = cd.dir.path().join("runc-root");
     let bin = runtime_bin();
@@ -246,6 +226,21 @@ fn containerd_runs_containers_with_berth_runc() {
         "hello",
     ]);
     assert_eq!(out.trim(), "hello");
+    // The committed image: its extra layer, whiteout included, as berth wrote it.
+    let out = cd.ok(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        bin_s,
+        "--runc-root",
+        root_s,
+        "docker.io/library/bbtest:committed",
+        "t-committed",
+        "sh",
+        "-c",
+        "cat /etc/committed; test -e /bin/vi || echo vi-gone",
+    ]);
+    assert_eq!(out, "from-berth-commit\nvi-gone\n");
 
     cd.ok(&[
         "run",

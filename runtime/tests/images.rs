@@ -333,6 +333,10 @@ mod formats {
     use super::*;
 
     fn sample(n: u8) -> ImageBuilder {
+        sample_with(n, Compression::Zstd)
+    }
+
+    fn sample_with(n: u8, second: Compression) -> ImageBuilder {
         let mut l1 = LayerBuilder::new();
         l1.dir("etc", 0o755)
             .file("etc/os", &[b'a', n], 0o644)
@@ -342,7 +346,7 @@ mod formats {
         l2.whiteout("etc/os").file("etc/new", b"new", 0o600);
         let mut img = ImageBuilder::new();
         img.layer(l1.finish(), Compression::Gzip)
-            .layer(l2.finish(), Compression::Zstd)
+            .layer(l2.finish(), second)
             .config("Cmd", serde_json::json!(["/bin/tool"]));
         img
     }
@@ -541,6 +545,77 @@ mod formats {
             r2.ok(&["images", "-q", "--no-trunc"]).trim(),
             img.id().to_string()
         );
+    }
+
+    /// skopeo (another implementation of the formats) reads what `berth save`
+    /// writes, and writes layouts and docker archives that `berth load` reads.
+    #[test]
+    fn skopeo_and_berth_read_each_others_archives() {
+        if need_root() {
+            return;
+        }
+        let skopeo = |args: &[&str]| {
+            let o = Command::new("skopeo")
+                .args(args)
+                .output()
+                .expect("skopeo (run `cargo xtask setup`)");
+            assert!(
+                o.status.success(),
+                "skopeo {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let (r1, r2) = (Root::new(), Root::new());
+        // Docker's format has no zstd layers: skopeo refuses to convert those.
+        let img = sample_with(4, Compression::Gzip);
+        let src = r1.file("src.tar");
+        ImageBuilder::write_oci_tar(&[(&img, Some("app:v1"))], fs::File::create(&src).unwrap())
+            .unwrap();
+        r1.ok(&["load", "-i", src.to_str().unwrap()]);
+        let saved = r1.file("saved.tar");
+        r1.ok(&["save", "app:v1", "-o", saved.to_str().unwrap()]);
+        let info: Value = serde_json::from_str(&skopeo(&[
+            "inspect",
+            &format!("oci-archive:{}:v1", saved.display()),
+        ]))
+        .unwrap();
+        assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
+        // skopeo copies (verifying every digest) into a layout and a docker archive.
+        let layout = r1.file("skopeo-layout");
+        skopeo(&[
+            "copy",
+            &format!("oci-archive:{}:v1", saved.display()),
+            &format!("oci:{}:from:skopeo", layout.display()),
+        ]);
+        let docker = r1.file("skopeo-docker.tar");
+        skopeo(&[
+            "copy",
+            &format!("oci-archive:{}:v1", saved.display()),
+            &format!("docker-archive:{}:skopeo/docker:v2", docker.display()),
+        ]);
+        assert_eq!(
+            r2.ok(&["load", "-i", layout.to_str().unwrap()]),
+            "Loaded image: from:skopeo\n"
+        );
+        assert_eq!(
+            r2.ok(&["load", "-i", docker.to_str().unwrap()]),
+            "Loaded image: skopeo/docker:v2\n"
+        );
+        let ids: Vec<String> = r2
+            .ok(&["images", "-q", "--no-trunc"])
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(ids, [img.id().to_string()], "same config, same image id");
+        let snap = r2.snapshot("c", "skopeo/docker:v2");
+        let ov = snap.view(false).unwrap();
+        assert_eq!(
+            real_tree(ov.target()).keys().collect::<Vec<_>>(),
+            ["bin", "bin/tool", "etc", "etc/new"]
+        );
+        drop(ov);
+        r2.store().snapshots().remove("c").unwrap();
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::process::Command;
 use anyhow::{Result, bail};
 
 /// Packages: the seccomp library to link against, busybox for test rootfs, runc
-/// and crun to compare with, containerd for the engine test, procps for `ps`.
+/// and crun to compare with, containerd for the engine test, procps for `ps`,
+/// skopeo to check berth's image archives with another tool.
 const PACKAGES: &[&str] = &[
     "busybox-static",
     "libseccomp-dev",
@@ -15,6 +16,7 @@ const PACKAGES: &[&str] = &[
     "crun",
     "containerd",
     "procps",
+    "skopeo",
 ];
 
 fn installed(pkg: &str) -> bool {

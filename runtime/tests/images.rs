@@ -1299,10 +1299,11 @@ mod lifecycle {
             return;
         }
         let r = Root::new();
-        // 120 layers need the short names; 600 need grouped mounts (more than
-        // overlay's 500 lowers in one mount). Each layer adds a file and removes
-        // the previous layer's, and the last one removes a directory from the first.
-        for n in [120usize, 600] {
+        // 120 layers need /proc/self/fd names, 300 the links and the forked
+        // mounter, 600 a grouped mount (more than overlay's 500 lowers in one
+        // mount). Each layer adds a file and removes the previous layer's, and the
+        // last one removes a directory from the first.
+        for n in [120usize, 300, 600] {
             let mut layers = Vec::new();
             for i in 0..n {
                 let mut l = LayerBuilder::new();

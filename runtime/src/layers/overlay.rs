@@ -5,11 +5,14 @@
 //! bytes) of them; layer paths under a data root are ~80 bytes each, so about 45
 //! layers fit as absolute paths. Beyond that, in order:
 //!
-//! 1. the layers get short names: links `0`, `1`, … in a scratch directory, and a
-//!    forked child changes into it and mounts with those relative names (Docker's
-//!    overlay2 does the same with its `l/` links), so one mount takes overlay's
-//!    maximum of 500 lowers;
-//! 2. beyond 500, the lowest layers are mounted first as a read-only overlay (no
+//! 1. each layer is opened (O_PATH) and named `/proc/self/fd/N` (≤ 18 bytes),
+//!    which the kernel resolves in this process while it mounts: ~200 layers fit,
+//!    at the cost of an open per layer;
+//! 2. the layers get shorter names: links `0`, `1`, … in a scratch directory, and
+//!    a forked child changes into it and mounts with those relative names
+//!    (Docker's overlay2 does the same with its `l/` links), so one mount takes
+//!    overlay's maximum of 500 lowers;
+//! 3. beyond 500, the lowest layers are mounted first as a read-only overlay (no
 //!    upper directory) of their own, which is then the lowest lower of the final
 //!    mount. Whiteouts and opaque directories of those layers apply among them, and
 //!    the layers above see the group's merged tree — the result of applying them in
@@ -34,7 +37,11 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::{OFlag, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
 
@@ -198,14 +205,38 @@ pub fn mount_overlay(
         return Ok(ov);
     }
 
-    // 2. Short names, relative to a directory of links.
+    // 2. /proc/self/fd names of the layers, held open while the kernel resolves them.
+    let fds = lowers
+        .iter()
+        .map(|p| {
+            open(
+                p,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .sys(|| format!("opening layer {}", p.display()))
+        })
+        .collect::<Result<Vec<OwnedFd>>>()?;
+    let names: Vec<String> = fds
+        .iter()
+        .map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .collect();
+    let opts = options(&names, upper);
+    if opts.len() <= MAX_OPTIONS && lowers.len() <= MAX_LOWERS {
+        do_mount(&target, &opts, readonly)?;
+        ov.keep = false;
+        return Ok(ov);
+    }
+    drop(fds);
+
+    // 3. Short names, relative to a directory of links.
     if lowers.len() <= MAX_LOWERS {
         mount_short(&target, &lowers, upper, &scratch.join("links-top"))?;
         ov.keep = false;
         return Ok(ov);
     }
 
-    // 3. The lowest layers as one read-only overlay, itself the lowest lower.
+    // 4. The lowest layers as one read-only overlay, itself the lowest lower.
     if lowers.len() > 2 * MAX_LOWERS - 1 {
         return Err(Error::Other(format!(
             "{} layers: overlayfs stacks at most {} ({MAX_LOWERS} per mount, one level of nesting)",

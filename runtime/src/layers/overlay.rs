@@ -180,7 +180,15 @@ pub fn mount_overlay(
     target: &Path,
     scratch: &Path,
 ) -> Result<Overlay> {
-    let mut lowers = lowers.to_vec();
+    // A layer twice in one stack (two images' identical layers, say) is refused by
+    // older kernels ("conflicting lowerdir path"). Only its topmost copy matters:
+    // every path the lower copy could answer, the upper copy answers first.
+    let mut lowers: Vec<PathBuf> = lowers
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| !lowers[..*i].contains(l))
+        .map(|(_, l)| l.clone())
+        .collect();
     let min = if upper.is_some() { 1 } else { 2 };
     while lowers.len() < min {
         let empty = scratch.join(format!("empty-{}", lowers.len()));

@@ -52,7 +52,7 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-fn build() -> Result<(Vec<PathBuf>, PathBuf, PathBuf)> {
+fn build() -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
     let mut cmd = crate::cargo();
     cmd.args([
         "build",
@@ -74,7 +74,7 @@ fn build() -> Result<(Vec<PathBuf>, PathBuf, PathBuf)> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (mut tests, mut init, mut runc) = (Vec::new(), None, None);
+    let (mut tests, mut init, mut runc, mut berth) = (Vec::new(), None, None, None);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -93,17 +93,20 @@ fn build() -> Result<(Vec<PathBuf>, PathBuf, PathBuf)> {
         match (is_test, name) {
             (false, "vm-init") => init = Some(PathBuf::from(exe)),
             (false, "berth-runc") => runc = Some(PathBuf::from(exe)),
-            // Every integration test of vm-tests and the harness, and the OCI suite
-            // (containerd is not in the guest: its test stays on the host).
+            (false, "berth") => berth = Some(PathBuf::from(exe)),
+            // Every integration test of vm-tests and the harness, the OCI suite and
+            // the image suite (containerd is not in the guest: its test stays on
+            // the host).
             (true, _) if vm_package && kind == "test" => tests.push(PathBuf::from(exe)),
-            (true, "oci_runtime") => tests.push(PathBuf::from(exe)),
+            (true, "oci_runtime" | "images") => tests.push(PathBuf::from(exe)),
             _ => {}
         }
     }
     tests.sort();
     let init = init.context("cargo built no vm-init")?;
     let runc = runc.context("cargo built no berth-runc")?;
-    Ok((tests, init, runc))
+    let berth = berth.context("cargo built no berth")?;
+    Ok((tests, init, vec![runc, berth]))
 }
 
 /// A microvm booting `vmlinux` with its serial console on stdio.
@@ -328,12 +331,8 @@ pub fn vm_test(opts: Options) -> Result<()> {
     let dir = root().join("target/vm-test");
     std::fs::create_dir_all(&dir)?;
     let kernel = kernel::ensure(&dir.join("kernel"))?;
-    let (tests, init, runc) = build()?;
-    let payload = initramfs::Payload {
-        init,
-        tests,
-        extra: vec![runc],
-    };
+    let (tests, init, extra) = build()?;
+    let payload = initramfs::Payload { init, tests, extra };
     let t = Instant::now();
     let image = initramfs::build(&kernel, &payload)?;
     let initrd = dir.join("initramfs.cpio");

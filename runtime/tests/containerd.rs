@@ -148,21 +148,8 @@ fn saved_images(dir: &Path) -> PathBuf {
     berth(&["tag", "busybox", "bbtest"]);
 
     let store = berth::image::store::ImageStore::open(&dir.join("data")).expect("store");
-    let rec = store
-        .db()
-        .expect("db")
-        .resolve("bbtest")
-        .expect("image")
-        .clone();
     let snap = store
-        .snapshots()
-        .create(
-            "committer",
-            berth::layers::snapshot::Record {
-                image: rec.id().clone(),
-                layers: rec.diff_ids(),
-            },
-        )
+        .create_snapshot("committer", "bbtest")
         .expect("snapshot");
     let ov = snap.mount().expect("mount");
     fs::write(ov.target().join("etc/committed"), "from-berth-commit\n").expect("write");

@@ -18,7 +18,7 @@ use std::process::{Command, Output, Stdio};
 use berth::digest::Digest;
 use berth::image::build::{ImageBuilder, LayerBuilder};
 use berth::image::store::ImageStore;
-use berth::layers::snapshot::{Record, Snapshot};
+use berth::layers::snapshot::Snapshot;
 use berth::layers::store::Compression;
 use berth_model::union::{self as model, Body, Entry, Node};
 use common::need_root;
@@ -90,19 +90,7 @@ impl Root {
 
     /// A snapshot (container read-write layer) of an image.
     fn snapshot(&self, id: &str, image: &str) -> Snapshot {
-        let store = self.store();
-        let db = store.db().expect("db");
-        let rec = db.resolve(image).expect("image");
-        store
-            .snapshots()
-            .create(
-                id,
-                Record {
-                    image: rec.id().clone(),
-                    layers: rec.diff_ids(),
-                },
-            )
-            .expect("snapshot")
+        self.store().create_snapshot(id, image).expect("snapshot")
     }
 
     /// Everything in the store, for "unchanged" checks.

@@ -223,6 +223,24 @@ impl ImageStore {
         })
     }
 
+    /// Makes the read-write layer of container `id` over image `image` (name or
+    /// id), under the lock, so a concurrent `rmi` or prune cannot remove the
+    /// image's layers in between.
+    pub fn create_snapshot(
+        &self,
+        id: &str,
+        image: &str,
+    ) -> Result<crate::layers::snapshot::Snapshot> {
+        let _lock = self.lock()?;
+        let db = self.db()?;
+        let rec = db.resolve(image)?;
+        let record = crate::layers::snapshot::Record {
+            image: rec.id().clone(),
+            layers: rec.diff_ids(),
+        };
+        Ok(self.snapshots.create(id, record)?)
+    }
+
     /// Takes the writers' lock (waiting for another writer), then removes what
     /// writers that died left in `tmp/`.
     pub fn lock(&self) -> Result<Locked<'_>> {

@@ -1,11 +1,13 @@
 //! berth: a container runtime.
 //!
-//! The library holds the layers of shared/DESIGN.md as modules. Today it has the
-//! OCI runtime ([`oci`]), which the `berth-runc` binary drives with runc's command
-//! line; the engine, image, layers and network modules come with their issues.
+//! The library holds the layers of shared/DESIGN.md as modules: the OCI runtime
+//! ([`oci`]), which `berth-runc` drives with runc's command line; images
+//! ([`image`]) and layers ([`layers`]); and the engine ([`engine`]) that the
+//! `berth` command drives. Networking comes with its issue.
 #![warn(missing_docs)]
 
 pub mod digest;
+pub mod engine;
 pub mod image;
 pub mod layers;
 pub mod oci;

@@ -95,10 +95,10 @@ fn build() -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
             (false, "berth-runc") => runc = Some(PathBuf::from(exe)),
             (false, "berth") => berth = Some(PathBuf::from(exe)),
             // Every integration test of vm-tests and the harness, the OCI suite and
-            // the image suite (containerd is not in the guest: its test stays on
+            // the image and engine suites (containerd is not in the guest: its test stays on
             // the host).
             (true, _) if vm_package && kind == "test" => tests.push(PathBuf::from(exe)),
-            (true, "oci_runtime" | "images") => tests.push(PathBuf::from(exe)),
+            (true, "oci_runtime" | "images" | "engine") => tests.push(PathBuf::from(exe)),
             _ => {}
         }
     }

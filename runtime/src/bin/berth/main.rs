@@ -1,5 +1,7 @@
-//! berth: containers from images, with Docker's command line. This part: the
-//! image commands (load, import, save, images, rmi, tag, image prune/inspect).
+//! berth: containers from images, with Docker's command line. Today: the image
+//! commands (load, import, save, images, rmi, tag, image prune/inspect) and
+//! containers run in the foreground (create, run, start -a, ps, rm, commit,
+//! diff, export). The monitor for detached containers comes with issue 6.
 
 mod human;
 
@@ -9,6 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use berth::engine::Engine;
+use berth::engine::container::Status;
+use berth::engine::run::{self, NewContainer};
 use berth::image::load::{Input, import, load};
 use berth::image::manage::{self, Removal};
 use berth::image::progress::Progress;
@@ -33,6 +38,9 @@ struct Cli {
         env = "BERTH_ROOT"
     )]
     root: PathBuf,
+    /// Runtime state (lost at reboot, as the containers' processes are).
+    #[arg(long, global = true, default_value = "/run/berth", env = "BERTH_STATE")]
+    state: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -54,6 +62,95 @@ enum Cmd {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Make a container from an image (without starting it).
+    #[command(disable_help_flag = true)]
+    Create(RunArgs),
+    /// Run a command in a new container, in the foreground.
+    #[command(disable_help_flag = true)]
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        /// Remove the container when it exits.
+        #[arg(long)]
+        rm: bool,
+    },
+    /// Start a container in the foreground, attached (`-a`).
+    Start {
+        /// Attach stdio and wait (detached starts come with the monitor).
+        #[arg(short, long, required = true)]
+        attach: bool,
+        container: String,
+    },
+    /// List containers.
+    Ps {
+        /// All containers (not only running ones).
+        #[arg(short, long)]
+        all: bool,
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Full ids and commands.
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Remove containers.
+    Rm {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Make an image of a container's changes.
+    Commit {
+        container: String,
+        /// The new image's name.
+        reference: Option<String>,
+        /// Commit message (in the image's history).
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Author.
+        #[arg(short, long)]
+        author: Option<String>,
+    },
+    /// Show a container's changes: A added, C changed, D deleted.
+    Diff { container: String },
+    /// Write a container's whole file tree as a tar.
+    Export {
+        container: String,
+        /// The file to write (stdout if absent).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Print help (`-h` is --hostname, as in Docker).
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// The container's name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Environment (KEY=VALUE).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory in the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User (name or uid, optionally :group).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Hostname.
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Override the image's entrypoint ("" for none).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    image: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -146,7 +243,7 @@ struct RmiArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             // One line: the chain of causes (a cause our own message already
             // quotes is not repeated).
@@ -161,17 +258,227 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("berth: {msg}");
-            ExitCode::from(1)
+            let code = match e.downcast_ref::<berth::engine::Error>() {
+                Some(err) => berth::engine::run::exit_code_for(err),
+                None => 1,
+            };
+            ExitCode::from(code)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let store = || {
-        ImageStore::open(&cli.root)
-            .with_context(|| format!("image store under {}", cli.root.display()))
+fn run(cli: Cli) -> Result<u8> {
+    let engine = || {
+        Engine::open(&cli.root, &cli.state)
+            .with_context(|| format!("berth data under {}", cli.root.display()))
     };
     match cli.cmd {
+        Cmd::Create(a) => {
+            let image = a.image.clone();
+            let c = run::create(&engine()?, &image, &new_container(a)).map_err(engine_err)?;
+            println!("{}", c.id);
+            Ok(0)
+        }
+        Cmd::Run { args, rm } => {
+            let e = engine()?;
+            let image = args.image.clone();
+            let c = run::create(&e, &image, &new_container(args)).map_err(engine_err)?;
+            let code = run::start_foreground(&e, &c.id);
+            if rm {
+                run::remove(&e, &c.id, true).map_err(engine_err)?;
+            }
+            Ok(code.map_err(engine_err)?.clamp(0, 255) as u8)
+        }
+        Cmd::Start {
+            attach: _,
+            container,
+        } => {
+            let code = run::start_foreground(&engine()?, &container).map_err(engine_err)?;
+            Ok(code.clamp(0, 255) as u8)
+        }
+        Cmd::Ps {
+            all,
+            quiet,
+            no_trunc,
+        } => {
+            cmd_ps(&engine()?, all, quiet, no_trunc)?;
+            Ok(0)
+        }
+        Cmd::Rm { containers, force } => {
+            let e = engine()?;
+            let mut failed = None;
+            for c in &containers {
+                match run::remove(&e, c, force) {
+                    Ok(_) => println!("{c}"),
+                    Err(err) => failed = Some(err),
+                }
+            }
+            match failed {
+                Some(err) => Err(anyhow::Error::from(err)),
+                None => Ok(0),
+            }
+        }
+        Cmd::Commit {
+            container,
+            reference,
+            message,
+            author,
+        } => {
+            let tag = reference.as_deref().map(Reference::parse).transpose()?;
+            let l = run::commit(&engine()?, &container, tag.as_ref(), author, message)
+                .map_err(engine_err)?;
+            println!("{}", l.id);
+            Ok(0)
+        }
+        Cmd::Diff { container } => {
+            let mut out = io::stdout().lock();
+            for c in run::diff(&engine()?, &container).map_err(engine_err)? {
+                writeln!(out, "{c}")?;
+            }
+            Ok(0)
+        }
+        Cmd::Export { container, output } => {
+            cmd_export(&engine()?, &container, output)?;
+            Ok(0)
+        }
+        other => run_image(&cli.root, other).map(|()| 0),
+    }
+}
+
+/// Engine errors keep their type, so main can pick Docker's exit code.
+fn engine_err(e: berth::engine::Error) -> anyhow::Error {
+    anyhow::Error::from(e)
+}
+
+fn new_container(a: RunArgs) -> NewContainer {
+    NewContainer {
+        name: a.name,
+        env: a.env,
+        workdir: a.workdir,
+        user: a.user,
+        hostname: a.hostname,
+        entrypoint: a.entrypoint,
+        cmd: a.cmd,
+    }
+}
+
+fn cmd_ps(e: &Engine, all: bool, quiet: bool, no_trunc: bool) -> Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut list = e.containers.list()?;
+    list.reverse();
+    let mut rows = vec![vec![
+        "CONTAINER ID".to_string(),
+        "IMAGE".into(),
+        "COMMAND".into(),
+        "CREATED".into(),
+        "STATUS".into(),
+        "NAMES".into(),
+    ]];
+    for c in list {
+        // A "running" container whose init is gone is shown as it will be reconciled.
+        let running = c.state.status == Status::Running
+            && berth::oci::state::process_start_time(c.state.pid).is_some();
+        if !all && !running {
+            continue;
+        }
+        let id = if no_trunc {
+            c.id.clone()
+        } else {
+            c.id[..12].to_string()
+        };
+        if quiet {
+            println!("{id}");
+            continue;
+        }
+        let since = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(parse_rfc3339)
+                .map(|s| human::ago(now - s))
+        };
+        let status = match c.state.status {
+            Status::Created => "Created".to_string(),
+            _ if running => format!(
+                "Up {}",
+                since(&c.state.started_at)
+                    .unwrap_or_default()
+                    .trim_end_matches(" ago")
+            ),
+            Status::Running => "Exited (255)".to_string(),
+            Status::Exited => format!(
+                "Exited ({}) {}",
+                c.state.exit_code,
+                since(&c.state.finished_at).unwrap_or_default()
+            ),
+        };
+        let mut command = c.config.argv().join(" ");
+        if !no_trunc && command.chars().count() > 20 {
+            command = format!("{}…", command.chars().take(19).collect::<String>());
+        }
+        rows.push(vec![
+            id,
+            c.image_name.clone(),
+            format!("\"{command}\""),
+            since(&Some(c.created.clone())).unwrap_or_default(),
+            status,
+            c.name.clone(),
+        ]);
+    }
+    if !quiet {
+        print!("{}", human::table(&rows));
+    }
+    Ok(())
+}
+
+fn cmd_export(e: &Engine, container: &str, output: Option<PathBuf>) -> Result<()> {
+    let progress = Progress::new("Exporting", None);
+    let r = match &output {
+        Some(p) => {
+            let tmp = p.with_file_name(format!(
+                ".{}.tmp{}",
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                std::process::id()
+            ));
+            let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let r = run::export(e, container, progress.writer(io::BufWriter::new(f)))
+                .map_err(anyhow::Error::from)
+                .and_then(|(w, _)| {
+                    w.into_inner()
+                        .into_inner()
+                        .map_err(|e| e.into_error())?
+                        .sync_all()?;
+                    std::fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))
+                });
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
+        }
+        None => {
+            if io::stdout().is_terminal() {
+                bail!("cowardly refusing to export to a terminal: use -o FILE or redirect stdout");
+            }
+            run::export(
+                e,
+                container,
+                progress.writer(io::BufWriter::new(io::stdout().lock())),
+            )
+            .map_err(anyhow::Error::from)
+            .and_then(|(w, _)| Ok(w.into_inner().flush()?))
+        }
+    };
+    progress.finish();
+    r
+}
+
+fn run_image(root: &std::path::Path, cmd: Cmd) -> Result<()> {
+    let store =
+        || ImageStore::open(root).with_context(|| format!("image store under {}", root.display()));
+    match cmd {
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => cmd_load(&store()?, a),
         Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => cmd_import(&store()?, a),
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => cmd_save(&store()?, a),
@@ -215,6 +522,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
+        _ => unreachable!("container commands are handled by run()"),
     }
 }
 

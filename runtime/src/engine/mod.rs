@@ -1,0 +1,118 @@
+//! The engine: containers as a user of `berth` sees them — made from images,
+//! named, run, committed, removed. It composes the image and layer stores and
+//! hands a bundle (config.json + the container's overlay root) to the same
+//! [`crate::oci`] code that `berth-runc` uses.
+//!
+//! What is here now: container records with Docker's names and id lookup
+//! ([`container`]), the OCI config built from an image's config
+//! ([`config`]), and create / foreground run / rm / commit / diff / export
+//! ([`run`]). The per-container monitor (detached runs, logs, restart
+//! policies), exec, stop/kill and networking come with their issues.
+
+pub mod config;
+pub mod container;
+pub mod run;
+
+use std::path::{Path, PathBuf};
+
+use crate::image::store::ImageStore;
+
+/// Errors of the engine; each names the container, image or value involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No container by that name or id.
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    /// An id prefix that several containers have.
+    #[error("container id prefix {0:?} is ambiguous")]
+    Ambiguous(String),
+    /// A name Docker's rules refuse.
+    #[error("invalid container name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]+")]
+    BadName(String),
+    /// A name another container has.
+    #[error("the container name {name:?} is already in use by container {id:?}")]
+    NameInUse {
+        /// the name
+        name: String,
+        /// the container that has it
+        id: String,
+    },
+    /// An operation the container's state does not allow.
+    #[error("container {id}: {msg}")]
+    State {
+        /// the container
+        id: String,
+        /// what is wrong
+        msg: String,
+    },
+    /// A `-u` value that cannot be resolved in the container.
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoUser(String),
+    /// From the image code.
+    #[error("{0}")]
+    Image(#[from] crate::image::Error),
+    /// From the layer code.
+    #[error("{0}")]
+    Layer(#[from] crate::layers::Error),
+    /// From the OCI runtime.
+    #[error("{0}")]
+    Oci(#[from] crate::oci::Error),
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// what was being done
+        what: &'static str,
+        /// the path involved
+        path: PathBuf,
+        /// the cause
+        source: std::io::Error,
+    },
+}
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) trait IoContext<T> {
+    fn io(self, what: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn io(self, what: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            what,
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+/// The engine over one data root (`--root`) and one runtime state root (`--state`).
+pub struct Engine {
+    /// Persistent data: images, layers, containers.
+    pub root: PathBuf,
+    /// Runtime state (the OCI runtime's container directories).
+    pub state: PathBuf,
+    /// The images.
+    pub images: ImageStore,
+    /// The containers.
+    pub containers: container::Containers,
+    /// The OCI runtime's state store.
+    pub oci: crate::oci::state::Store,
+}
+
+impl Engine {
+    /// Opens (creating what is missing) the engine's stores.
+    pub fn open(root: &Path, state: &Path) -> Result<Engine> {
+        let images = ImageStore::open(root)?;
+        let containers = container::Containers::open(&root.join("containers"))?;
+        let oci_root = state.join("oci");
+        std::fs::create_dir_all(&oci_root).io("creating", &oci_root)?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            state: state.to_path_buf(),
+            images,
+            containers,
+            oci: crate::oci::state::Store::new(oci_root),
+        })
+    }
+}

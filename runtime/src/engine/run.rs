@@ -1,0 +1,316 @@
+//! Creating, running (in the foreground), removing, committing, diffing and
+//! exporting containers.
+//!
+//! A foreground run mounts the container's overlay root, writes its bundle,
+//! creates and starts it with [`crate::oci`] in this process (which is
+//! single-threaded then, as cloning requires), forwards signals to it, waits,
+//! deletes the OCI container, unmounts, and records the exit code. The container's
+//! lock is held while its state changes, not while it runs, so `ps`, `rm -f` and
+//! the others work meanwhile. A run whose `berth` was killed is found by the
+//! next command that locks the container (its init is gone): the OCI state is
+//! deleted, the root unmounted, the container marked exited.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use super::config::{oci_config, write_bundle};
+use super::container::{Container, RunConfig, RunState, Status, random_id};
+use super::{Engine, Error, Result};
+use crate::image::commit::{CommitOptions, commit as commit_image};
+use crate::image::load::Loaded;
+use crate::image::reference::Reference;
+use crate::layers::archive::Written;
+use crate::layers::changes::{Change, changes, export as export_tree};
+use crate::layers::overlay::unmount;
+use crate::oci::create::{CreateOptions, create as oci_create};
+use crate::oci::exec::wait_exit_code;
+use crate::oci::ops;
+use crate::oci::state::process_start_time;
+use crate::oci::time::now_rfc3339_nanos;
+
+/// What `create`/`run` take besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct NewContainer {
+    /// `--name`.
+    pub name: Option<String>,
+    /// `-e KEY=VALUE`.
+    pub env: Vec<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-u user[:group]`.
+    pub user: Option<String>,
+    /// `-h`.
+    pub hostname: Option<String>,
+    /// `--entrypoint` (empty: none).
+    pub entrypoint: Option<String>,
+    /// The command after the image.
+    pub cmd: Vec<String>,
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Makes a container of `image`: its record and its read-write layer.
+pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
+    let db = e.images.db()?;
+    let rec = db.resolve(image)?.clone();
+    let config = e.images.config(&rec)?;
+    let ic = &config["config"];
+    let entrypoint = match &o.entrypoint {
+        Some(ep) if ep.is_empty() => Vec::new(),
+        Some(ep) => vec![ep.clone()],
+        None => strings(&ic["Entrypoint"]),
+    };
+    let cmd = if !o.cmd.is_empty() {
+        o.cmd.clone()
+    } else if o.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        strings(&ic["Cmd"])
+    };
+    if entrypoint.is_empty() && cmd.is_empty() {
+        return Err(Error::State {
+            id: image.to_string(),
+            msg: "no command specified (the image has no Cmd or Entrypoint)".into(),
+        });
+    }
+    let id = random_id()?;
+    let names = e.containers.names_lock()?;
+    let name = e.containers.pick_name(o.name.as_deref())?;
+    let lock = e.containers.create_dir(&id)?;
+    let made = (|| {
+        e.images.create_snapshot(&id, &rec.id().to_string())?;
+        let c = Container {
+            id: id.clone(),
+            name,
+            image: rec.id().clone(),
+            image_name: image.to_string(),
+            created: now_rfc3339_nanos(),
+            config: RunConfig {
+                entrypoint,
+                cmd,
+                env: super::config::merge_env(&strings(&ic["Env"]), &o.env),
+                workdir: o
+                    .workdir
+                    .clone()
+                    .unwrap_or_else(|| ic["WorkingDir"].as_str().unwrap_or("").to_string()),
+                user: o
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| ic["User"].as_str().unwrap_or("").to_string()),
+                hostname: o.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+            },
+            state: RunState {
+                status: Status::Created,
+                pid: 0,
+                exit_code: 0,
+                started_at: None,
+                finished_at: None,
+            },
+        };
+        e.containers.save(&c)?;
+        Ok(c)
+    })();
+    drop(names);
+    if made.is_err() {
+        let _ = e.images.snapshots().remove(&id);
+        let _ = e.containers.remove_dir(&id);
+    }
+    drop(lock);
+    made
+}
+
+/// Brings a record in line with the kernel: a "running" container whose init is
+/// gone (its `berth` was killed) is cleaned up and marked exited.
+fn reconcile(e: &Engine, c: &mut Container) -> Result<()> {
+    if c.state.status != Status::Running || process_start_time(c.state.pid).is_some() {
+        return Ok(());
+    }
+    let _ = ops::delete(&e.oci, &c.id, true);
+    let snap = e.images.snapshots().get(&c.id)?;
+    unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
+    c.state.status = Status::Exited;
+    c.state.exit_code = 255;
+    c.state.finished_at = Some(now_rfc3339_nanos());
+    e.containers.save(c)
+}
+
+/// The container, its record reconciled, locked.
+fn locked(e: &Engine, what: &str) -> Result<(Container, super::container::Locked)> {
+    let found = e.containers.resolve(what)?;
+    let lock = e.containers.lock(&found.id)?;
+    let mut c = e.containers.load(&found.id)?;
+    reconcile(e, &mut c)?;
+    Ok((c, lock))
+}
+
+/// Runs a container in the foreground (stdio inherited); returns its exit code.
+pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
+    let (mut c, lock) = locked(e, what)?;
+    if c.state.status == Status::Running {
+        return Err(Error::State {
+            id: c.id.clone(),
+            msg: "is already running".into(),
+        });
+    }
+    let snap = e.images.snapshots().get(&c.id)?;
+    let root = snap.mount()?;
+    let bundle = e.containers.dir(&c.id).join("bundle");
+    let spec = oci_config(&c.config, &snap.rootfs())?;
+    write_bundle(&bundle, &spec)?;
+    // A leftover of a run that was killed before it could delete its OCI state.
+    let _ = ops::delete(&e.oci, &c.id, true);
+    let created = oci_create(
+        &e.oci,
+        &CreateOptions {
+            id: c.id.clone(),
+            bundle,
+            pid_file: None,
+            console_socket: None,
+            no_pivot: false,
+            preserve_fds: 0,
+            own_terminal: false,
+        },
+    )?;
+    let pid = created.pid;
+    drop(created.dir);
+    c.state = RunState {
+        status: Status::Running,
+        pid,
+        exit_code: 0,
+        started_at: Some(now_rfc3339_nanos()),
+        finished_at: None,
+    };
+    let saved = e
+        .containers
+        .save(&c)
+        .and_then(|()| ops::start(&e.oci, &c.id).map_err(Error::Oci));
+    if let Err(err) = saved {
+        let _ = ops::delete(&e.oci, &c.id, true);
+        c.state.status = Status::Exited;
+        c.state.exit_code = 125;
+        let _ = e.containers.save(&c);
+        return Err(err);
+    }
+    root.keep();
+    drop(lock);
+
+    crate::oci::signals::forward_to(pid);
+    let code = wait_exit_code(pid);
+
+    let lock = e.containers.lock(&c.id)?;
+    let _ = ops::delete(&e.oci, &c.id, true);
+    unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
+    let mut c = e.containers.load(&c.id)?;
+    c.state.status = Status::Exited;
+    c.state.exit_code = code;
+    c.state.pid = 0;
+    c.state.finished_at = Some(now_rfc3339_nanos());
+    e.containers.save(&c)?;
+    drop(lock);
+    Ok(code)
+}
+
+/// Removes a container (a running one only with `force`, which kills it first).
+pub fn remove(e: &Engine, what: &str, force: bool) -> Result<String> {
+    let (c, lock) = locked(e, what)?;
+    if c.state.status == Status::Running {
+        if !force {
+            return Err(Error::State {
+                id: c.id[..12].to_string(),
+                msg: "cannot remove a running container: stop it first, or use rm -f".into(),
+            });
+        }
+        let _ = ops::kill_container(&e.oci, &c.id, libc::SIGKILL, true);
+        // Its foreground `berth` reaps it; wait (briefly) for the init to be gone.
+        for _ in 0..200 {
+            if process_start_time(c.state.pid).is_none() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = ops::delete(&e.oci, &c.id, true);
+    }
+    e.images.snapshots().remove(&c.id)?;
+    e.containers.remove_dir(&c.id)?;
+    drop(lock);
+    Ok(c.id)
+}
+
+/// The image config `config` section of a container, for commit.
+fn container_config(e: &Engine, c: &Container) -> Result<Value> {
+    let rec = e.images.db()?.images.get(&c.image).cloned();
+    let mut base = match rec {
+        Some(r) => e.images.config(&r)?["config"].clone(),
+        None => json!({}),
+    };
+    if !base.is_object() {
+        base = json!({});
+    }
+    base["Env"] = json!(c.config.env);
+    base["Cmd"] = json!(c.config.cmd);
+    base["Entrypoint"] = if c.config.entrypoint.is_empty() {
+        Value::Null
+    } else {
+        json!(c.config.entrypoint)
+    };
+    base["WorkingDir"] = json!(c.config.workdir);
+    base["User"] = json!(c.config.user);
+    Ok(base)
+}
+
+/// `berth commit`: the container's changes as a new image.
+pub fn commit(
+    e: &Engine,
+    what: &str,
+    tag: Option<&Reference>,
+    author: Option<String>,
+    comment: Option<String>,
+) -> Result<Loaded> {
+    let (c, _lock) = locked(e, what)?;
+    let snap = e.images.snapshots().get(&c.id)?;
+    let opts = CommitOptions {
+        author,
+        comment,
+        config: Some(container_config(e, &c)?),
+    };
+    Ok(commit_image(&e.images, &snap, tag, &opts)?)
+}
+
+/// `berth diff`.
+pub fn diff(e: &Engine, what: &str) -> Result<Vec<Change>> {
+    let c = e.containers.resolve(what)?;
+    let snap = e.images.snapshots().get(&c.id)?;
+    Ok(changes(&snap)?)
+}
+
+/// `berth export`: the container's whole tree as a tar.
+pub fn export<W: Write>(e: &Engine, what: &str, out: W) -> Result<(W, Written)> {
+    let c = e.containers.resolve(what)?;
+    let snap = e.images.snapshots().get(&c.id)?;
+    Ok(export_tree(&snap, out)?)
+}
+
+/// Exit code a shell gives for a command that could not run: 127 not found, 126
+/// not executable, 125 anything else (Docker's convention for `docker run`).
+pub fn exit_code_for(err: &Error) -> u8 {
+    let msg = err.to_string();
+    let exec = msg.contains("exec:");
+    if msg.contains("executable file not found")
+        || (exec && msg.contains("No such file or directory"))
+    {
+        127
+    } else if exec && msg.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}

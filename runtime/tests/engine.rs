@@ -1,0 +1,355 @@
+//! The `berth` command's containers, as a user drives them: run in the
+//! foreground with the image's config and the user's flags, exit codes as
+//! Docker's, names and id prefixes, diff / commit / export of a container, and
+//! a `berth` killed while its container runs. Each test has its own data and
+//! state roots; every container is removed and no mount is left.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use berth::image::build::ImageBuilder;
+use common::need_root;
+
+struct Berth {
+    dir: tempfile::TempDir,
+}
+
+impl Berth {
+    /// A data root with busybox:latest loaded.
+    fn new() -> Berth {
+        let b = Berth {
+            dir: tempfile::Builder::new()
+                .prefix("berth-eng")
+                .tempdir()
+                .expect("tempdir"),
+        };
+        let img = berth::image::build::busybox(Path::new("/bin/busybox")).expect("busybox image");
+        let tar = b.dir.path().join("busybox.tar");
+        ImageBuilder::write_oci_tar(
+            &[(&img, Some("busybox:latest"))],
+            fs::File::create(&tar).expect("create"),
+        )
+        .expect("write");
+        b.ok(&["load", "-q", "-i", tar.to_str().expect("path")]);
+        b
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("--root")
+            .arg(self.dir.path().join("data"))
+            .arg("--state")
+            .arg(self.dir.path().join("state"))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run berth")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "berth {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn mounts(&self) -> Vec<String> {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|mp| Path::new(mp).starts_with(self.dir.path()))
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let ids = self.run(&["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+        for mp in self.mounts().into_iter().rev() {
+            let _ = nix::mount::umount2(mp.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Path → (kind, mode, content or target) of an unpacked tar.
+fn tar_tree(tar: &[u8]) -> BTreeMap<String, (char, u32, Vec<u8>)> {
+    let mut a = tar::Archive::new(tar);
+    let mut out = BTreeMap::new();
+    for e in a.entries().expect("tar") {
+        let mut e = e.expect("entry");
+        let path = e
+            .path()
+            .expect("path")
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        let mode = e.header().mode().expect("mode");
+        let (kind, data) = match e.header().entry_type() {
+            tar::EntryType::Directory => ('d', Vec::new()),
+            tar::EntryType::Symlink => (
+                'l',
+                e.link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default(),
+            ),
+            tar::EntryType::Link => (
+                'h',
+                e.link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default(),
+            ),
+            tar::EntryType::Regular => {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut v).expect("read");
+                ('f', v)
+            }
+            other => (
+                format!("{other:?}").chars().next().unwrap_or('?'),
+                Vec::new(),
+            ),
+        };
+        out.insert(path, (kind, mode, data));
+    }
+    out
+}
+
+#[test]
+fn run_uses_the_image_config_and_the_flags() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    assert_eq!(
+        b.ok(&["run", "--rm", "busybox", "echo", "hello"]),
+        "hello\n"
+    );
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "-h",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $GREETING $(pwd) $(id -un) $(hostname) $PATH",
+    ]);
+    assert_eq!(
+        out,
+        "hi /tmp nobody box /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    // The image's Cmd (sh) reads stdin: here, nothing, so it exits 0.
+    assert!(b.run(&["run", "--rm", "busybox"]).status.success());
+    // --entrypoint.
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/echo",
+            "busybox",
+            "a",
+            "b"
+        ]),
+        "a b\n"
+    );
+    // Exit codes: the container's, 127 for a missing command, 125 for berth's own errors.
+    assert_eq!(
+        b.run(&["run", "--rm", "busybox", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    let o = b.run(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-command"));
+    let o = b.run(&["run", "--rm", "-u", "ghost", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unable to find user ghost"));
+    let o = b.run(&["run", "--rm", "nosuchimage", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such image: nosuchimage"));
+    // Nothing left: --rm removed every container, and their mounts.
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}
+
+#[test]
+fn names_ids_and_ps() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let id = b
+        .ok(&["create", "--name", "first", "busybox", "true"])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    let o = b.run(&["create", "--name", "first", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already in use"),
+        "{o:?}"
+    );
+    let o = b.run(&["create", "--name=-bad", "busybox", "true"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid container name"));
+    let ps = b.ok(&["ps", "-a"]);
+    assert!(
+        ps.lines().nth(1).is_some_and(|l| l.starts_with(&id[..12])
+            && l.contains("Created")
+            && l.ends_with("first")),
+        "{ps}"
+    );
+    assert_eq!(
+        b.ok(&["ps"]).lines().count(),
+        1,
+        "only the header: nothing runs"
+    );
+    // start by id prefix; ps shows the exit.
+    assert!(b.run(&["start", "-a", &id[..6]]).status.success());
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (0)"));
+    // A generated name.
+    let id2 = b.ok(&["create", "busybox", "true"]).trim().to_string();
+    let line = b
+        .ok(&["ps", "-a", "--no-trunc"])
+        .lines()
+        .find(|l| l.starts_with(&id2))
+        .map(String::from)
+        .expect("listed");
+    let name = line.split_whitespace().last().expect("name");
+    assert!(name.contains('_'), "{line}");
+    assert_eq!(b.ok(&["rm", name]), format!("{name}\n"));
+    assert_eq!(b.ok(&["rm", "first"]), "first\n");
+    assert!(
+        String::from_utf8_lossy(&b.run(&["rm", "first"]).stderr)
+            .contains("no such container: first")
+    );
+}
+
+#[test]
+fn diff_commit_and_export_of_a_container() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    b.ok(&[
+        "run", "--name", "changed", "busybox", "sh", "-c",
+        "echo hi > /etc/x; rm /bin/vi; mkdir -p /srv/data; echo 1 > /srv/data/one; ln -s /etc/x /srv/link; chmod 600 /etc/passwd",
+    ]);
+    assert_eq!(
+        b.ok(&["diff", "changed"]),
+        "C /bin\nD /bin/vi\nC /etc\nC /etc/passwd\nA /etc/x\nA /srv\nA /srv/data\nA /srv/data/one\nA /srv/link\n"
+    );
+    let id = b
+        .ok(&["commit", "-m", "my change", "changed", "changed:v1"])
+        .trim()
+        .to_string();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&b.ok(&["image", "inspect", "changed:v1"])).expect("json");
+    assert_eq!(inspect[0]["Id"], id);
+    assert_eq!(
+        inspect[0]["History"]
+            .as_array()
+            .expect("history")
+            .last()
+            .expect("last")["comment"],
+        "my change"
+    );
+    // The container's command is the new image's Cmd, as docker commit records it.
+    assert!(
+        inspect[0]["Config"]["Cmd"][2]
+            .as_str()
+            .is_some_and(|c| c.starts_with("echo hi"))
+    );
+    // The new image runs and shows the committed state…
+    assert_eq!(
+        b.ok(&["run", "--rm", "changed:v1", "sh", "-c", "cat /etc/x /srv/data/one; readlink /srv/link; test -e /bin/vi || echo no-vi; stat -c %a /etc/passwd"]),
+        "hi\n1\n/etc/x\nno-vi\n600\n"
+    );
+    // …exactly: a new container of it has the same tree as the committed one.
+    let export = |c: &str| -> Vec<u8> {
+        let o = b.run(&["export", c]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    b.ok(&["create", "--name", "fresh", "changed:v1", "true"]);
+    let (before, after) = (tar_tree(&export("changed")), tar_tree(&export("fresh")));
+    assert!(before.contains_key("srv/data/one") && !before.contains_key("bin/vi"));
+    assert_eq!(before, after);
+    // export -o writes a file (and no partial one on failure).
+    let out: PathBuf = b.dir.path().join("out.tar");
+    b.ok(&["export", "fresh", "-o", out.to_str().expect("path")]);
+    assert_eq!(tar_tree(&fs::read(&out).expect("read")), after);
+    let o = b.run(&[
+        "export",
+        "ghost",
+        "-o",
+        out.with_extension("x").to_str().expect("path"),
+    ]);
+    assert!(!o.status.success() && !out.with_extension("x").exists());
+    // The image is in use: rmi refuses.
+    let o = b.run(&["rmi", "changed:v1"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is using its referenced image"));
+    b.ok(&["rm", "changed", "fresh"]);
+    b.ok(&["rmi", "changed:v1"]);
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}
+
+#[test]
+fn a_killed_berth_leaves_nothing_the_next_command_does_not_clean() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let mut child = b
+        .cmd(&["run", "--name", "orphan", "busybox", "sleep", "300"])
+        .spawn()
+        .expect("spawn");
+    // Wait until the container runs.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !b.ok(&["ps"]).contains("orphan") {
+        assert!(std::time::Instant::now() < until, "never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(
+        !b.mounts().is_empty(),
+        "the root is still mounted for the running container"
+    );
+    let o = b.run(&["rm", "orphan"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot remove a running container"));
+    b.ok(&["rm", "-f", "orphan"]);
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(b.mounts(), Vec::<String>::new());
+    // And its OCI state is gone (only the seccomp cache stays).
+    let oci = b.dir.path().join("state/oci");
+    let left: Vec<String> = fs::read_dir(&oci)
+        .expect("oci state")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "bpf:cache")
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}

@@ -611,6 +611,47 @@ mod formats {
         r2.store().snapshots().remove("c").unwrap();
     }
 
+    /// Progress (bytes, rate, layers) on a terminal; nothing on stderr otherwise.
+    #[test]
+    fn load_shows_progress_only_on_a_terminal() {
+        if need_root() {
+            return;
+        }
+        if std::env::var_os("BERTH_IN_VM").is_some() {
+            eprintln!("skipped in the VM: no script(1) there");
+            return;
+        }
+        let r = Root::new();
+        let img = sample(5);
+        let src = r.file("src.tar");
+        ImageBuilder::write_oci_tar(&[(&img, Some("app:v1"))], fs::File::create(&src).unwrap())
+            .unwrap();
+        let o = r.run(&["load", "-i", src.to_str().unwrap()]);
+        assert!(o.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            "",
+            "quiet when stderr is not a terminal"
+        );
+        // script(1) gives berth a pseudo-terminal.
+        let line = format!(
+            "{} --root {} load -i {}",
+            env!("CARGO_BIN_EXE_berth"),
+            r.path().join("data2").display(),
+            src.display()
+        );
+        let o = Command::new("script")
+            .args(["-qc", &line, "/dev/null"])
+            .output()
+            .expect("script (bsdutils)");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains("Loading ") && out.contains("/s)") && out.contains("layers 2/2"),
+            "{out}"
+        );
+        assert!(out.contains("Loaded image: app:v1"), "{out}");
+    }
+
     #[test]
     fn import_makes_a_one_layer_image_of_a_rootfs_tar() {
         if need_root() {

@@ -10,12 +10,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Clone)]
 pub struct Progress {
     bar: ProgressBar,
+    visible: bool,
 }
 
 impl Progress {
     /// A progress line for `verb` ("Loading", "Saving", …), `total` bytes if known.
     pub fn new(verb: &str, total: Option<u64>) -> Self {
-        let target = if io::stderr().is_terminal() {
+        let visible = io::stderr().is_terminal();
+        let target = if visible {
             ProgressDrawTarget::stderr_with_hz(8)
         } else {
             ProgressDrawTarget::hidden()
@@ -32,13 +34,14 @@ impl Progress {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.enable_steady_tick(Duration::from_millis(250));
-        Progress { bar }
+        Progress { bar, visible }
     }
 
     /// A progress that never draws (library callers, tests).
     pub fn hidden() -> Self {
         Progress {
             bar: ProgressBar::hidden(),
+            visible: false,
         }
     }
 
@@ -52,9 +55,12 @@ impl Progress {
         self.bar.set_message(format!("layers {done}/{total}"));
     }
 
-    /// Removes the line.
+    /// Draws the final state (bytes, rate, layers) and leaves it on the terminal.
     pub fn finish(&self) {
-        self.bar.finish_and_clear();
+        if self.visible && !self.bar.is_finished() {
+            self.bar.finish();
+            eprintln!();
+        }
     }
 
     /// Wraps a reader so that what passes through is counted.

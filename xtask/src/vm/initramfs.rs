@@ -38,6 +38,38 @@ const EXTRA_LIBS: &[&str] = &["/lib/x86_64-linux-gnu/libgcc_s.so.1"];
 pub fn add_elf(cpio: &mut Cpio, host: &Path, guest: &str) -> Result<()> {
     let data = fs::read(host).with_context(|| format!("reading {}", host.display()))?;
     cpio.file(guest, 0o755, &data);
+    libs(cpio, host)
+}
+
+/// Adds a binary of ours without its debug info (debug builds are ~80% DWARF:
+/// with it the initramfs outgrows the guest's memory and the kernel stops
+/// unpacking it half way). Panic messages keep their file:line; symbols stay.
+pub fn add_stripped(cpio: &mut Cpio, host: &Path, guest: &str) -> Result<()> {
+    let tmp = tempfile_path(host);
+    let st = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(host)
+        .arg(&tmp)
+        .status()
+        .context("objcopy (binutils)")?;
+    if !st.success() {
+        anyhow::bail!("objcopy --strip-debug {} failed", host.display());
+    }
+    let data = fs::read(&tmp).with_context(|| format!("reading {}", tmp.display()));
+    let _ = fs::remove_file(&tmp);
+    cpio.file(guest, 0o755, &data?);
+    libs(cpio, host)
+}
+
+fn tempfile_path(host: &Path) -> std::path::PathBuf {
+    let name = host
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::env::temp_dir().join(format!("vmtest-strip-{}-{name}", std::process::id()))
+}
+
+fn libs(cpio: &mut Cpio, host: &Path) -> Result<()> {
     let out = Command::new("ldd").arg(host).output().context("ldd")?;
     for lib in String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -220,10 +252,10 @@ pub fn build(kernel: &Kernel, payload: &Payload) -> Result<Vec<u8>> {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| anyhow!("bad test path"))?;
-        add_elf(&mut c, t, &format!("/vmtest/bin/{name}"))?;
+        add_stripped(&mut c, t, &format!("/vmtest/bin/{name}"))?;
     }
     for e in &payload.extra {
-        add_elf(&mut c, e, e.to_str().ok_or_else(|| anyhow!("bad path"))?)?;
+        add_stripped(&mut c, e, e.to_str().ok_or_else(|| anyhow!("bad path"))?)?;
     }
     Ok(c.finish())
 }

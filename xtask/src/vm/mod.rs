@@ -299,6 +299,11 @@ fn boot(
                     ("rcu_sched self-detected stall", "RCU stall"),
                     ("RCU Stall", "RCU stall"),
                     ("soft lockup", "soft lockup"),
+                    // The initramfs did not fit the guest's memory: files are missing.
+                    (
+                        "Initramfs unpacking failed",
+                        "initramfs too large for the guest",
+                    ),
                 ] {
                     if line.contains(marker) {
                         o.verdict = what.into();

@@ -317,6 +317,34 @@ fn diff_commit_and_export_of_a_container() {
 }
 
 #[test]
+fn rm_f_of_a_running_container_ends_its_run_with_137() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let child = b
+        .cmd(&["run", "--name", "victim", "busybox", "sleep", "300"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !b.ok(&["ps"]).contains("victim") {
+        assert!(std::time::Instant::now() < until, "never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(b.ok(&["rm", "-f", "victim"]), "victim\n");
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}
+
+#[test]
 fn a_killed_berth_leaves_nothing_the_next_command_does_not_clean() {
     if need_root() {
         return;

@@ -206,7 +206,15 @@ pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
     crate::oci::signals::forward_to(pid);
     let code = wait_exit_code(pid);
 
-    let lock = e.containers.lock(&c.id)?;
+    let lock = match e.containers.lock(&c.id) {
+        Ok(l) => l,
+        // Removed meanwhile (`rm -f`), which cleaned up: only the code is left to give.
+        Err(Error::NoSuchContainer(_)) => return Ok(code),
+        Err(err) => return Err(err),
+    };
+    if !e.containers.dir(&c.id).join("container.json").exists() {
+        return Ok(code);
+    }
     let _ = ops::delete(&e.oci, &c.id, true);
     unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
     let mut c = e.containers.load(&c.id)?;

@@ -381,3 +381,189 @@ fn a_killed_berth_leaves_nothing_the_next_command_does_not_clean() {
         .collect();
     assert_eq!(left, Vec::<String>::new());
 }
+
+/// Waits for `berth ps` (running only) to list `name`, or not.
+fn until_listed(b: &Berth, name: &str, listed: bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while b
+        .ok(&["ps"])
+        .lines()
+        .any(|l| l.ends_with(&format!(" {name}")))
+        != listed
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "{name} listed: never {listed}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn detached_runs_keep_logs_and_exit_codes() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out1; echo err1 >&2; echo out2; read x || exit 1; echo never",
+    ]);
+    assert_eq!(id.trim().len(), 64);
+    until_listed(&b, "bg", true);
+    // stdin is /dev/null: `read` fails and sh ends with status 1.
+    assert_eq!(b.ok(&["wait", "bg"]), "1\n");
+    let o = b.run(&["logs", "bg"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out1\nout2\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err1\n");
+    // The last line of the log, whichever stream it came on (they race).
+    let o = b.run(&["logs", "--tail", "1", "bg"]);
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(both == "out2\n" || both == "err1\n", "{both:?}");
+    let stamped = b.ok(&["logs", "-t", "bg"]);
+    assert!(
+        stamped
+            .lines()
+            .all(|l| l.len() > 31 && l.as_bytes()[4] == b'-' && l.contains("Z out")),
+        "{stamped}"
+    );
+    // Docker's json-file format on disk.
+    let log = fs::read_to_string(
+        b.dir
+            .path()
+            .join(format!("data/containers/{0}/{0}-json.log", id.trim())),
+    )
+    .expect("log");
+    let first: serde_json::Value =
+        serde_json::from_str(log.lines().next().expect("a line")).expect("json");
+    assert_eq!(
+        (first["log"].as_str(), first["stream"].as_str()),
+        (Some("out1\n"), Some("stdout"))
+    );
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (1)"));
+    // start (detached) again: the log grows.
+    assert_eq!(b.ok(&["start", "bg"]), "bg\n");
+    assert_eq!(b.ok(&["wait", "bg"]), "1\n");
+    assert_eq!(b.ok(&["logs", "bg"]), "out1\nout2\nout1\nout2\n");
+    b.ok(&["rm", "bg"]);
+    // -d --rm: gone once it ends.
+    b.ok(&["run", "-d", "--rm", "--name", "brief", "busybox", "true"]);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while b.ok(&["ps", "-a"]).contains("brief") {
+        assert!(std::time::Instant::now() < until, "--rm did not remove it");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A command that cannot run: 127, as in the foreground.
+    assert_eq!(
+        b.run(&["run", "-d", "--rm", "busybox", "no-such"])
+            .status
+            .code(),
+        Some(127)
+    );
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}
+
+#[test]
+fn stop_kill_and_follow() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    // Honours SIGTERM: its own exit code.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 3' TERM; echo up; while true; do sleep 0.1; done",
+    ]);
+    until_listed(&b, "polite", true);
+    // logs -f follows until the container ends.
+    let follower = b
+        .cmd(&["logs", "-f", "polite"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(b.ok(&["stop", "polite"]), "polite\n");
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (3)"));
+    let followed = follower.wait_with_output().expect("logs -f");
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "up\nbye\n");
+    // Ignores SIGTERM (pid 1 without a handler): SIGKILL after -t.
+    b.ok(&["run", "-d", "--name", "stubborn", "busybox", "sleep", "300"]);
+    until_listed(&b, "stubborn", true);
+    let t = std::time::Instant::now();
+    b.ok(&["stop", "-t", "1", "stubborn"]);
+    assert!(t.elapsed() >= std::time::Duration::from_secs(1));
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (137)"));
+    // kill -s.
+    b.ok(&["start", "stubborn"]);
+    until_listed(&b, "stubborn", true);
+    b.ok(&["kill", "-s", "KILL", "stubborn"]);
+    assert_eq!(b.ok(&["wait", "stubborn"]), "137\n");
+    let o = b.run(&["kill", "stubborn"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not running"));
+    b.ok(&["rm", "polite", "stubborn"]);
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}
+
+#[test]
+fn a_killed_monitor_is_reconciled() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let id = b
+        .ok(&["run", "-d", "--name", "lonely", "busybox", "sleep", "300"])
+        .trim()
+        .to_string();
+    until_listed(&b, "lonely", true);
+    let rec: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            b.dir
+                .path()
+                .join(format!("data/containers/{id}/container.json")),
+        )
+        .expect("record"),
+    )
+    .expect("json");
+    let (init, monitor) = (
+        rec["state"]["pid"].as_i64().expect("pid") as i32,
+        rec["state"]["monitor"].as_i64().expect("monitor") as i32,
+    );
+    // The monitor's memory, with a container running (debug build).
+    let rss = fs::read_to_string(format!("/proc/{monitor}/status")).expect("status");
+    eprintln!(
+        "monitor {}",
+        rss.lines()
+            .find(|l| l.starts_with("VmRSS"))
+            .unwrap_or("VmRSS ?")
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill monitor");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill init");
+    // Nobody records the exit: wait reconciles, and everything is cleaned.
+    assert_eq!(b.ok(&["wait", "lonely"]), "255\n");
+    assert_eq!(b.mounts(), Vec::<String>::new());
+    b.ok(&["rm", "lonely"]);
+}

@@ -55,6 +55,9 @@ pub struct RunState {
     pub status: Status,
     /// The init's pid while running.
     pub pid: i32,
+    /// The process that waits for the init (a monitor, or a foreground `berth`).
+    #[serde(default)]
+    pub monitor: i32,
     /// The exit code once exited.
     pub exit_code: i32,
     /// When it last started.
@@ -308,6 +311,7 @@ mod tests {
                 state: RunState {
                     status: Status::Created,
                     pid: 0,
+                    monitor: 0,
                     exit_code: 0,
                     started_at: None,
                     finished_at: None,

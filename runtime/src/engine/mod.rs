@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod container;
+pub mod monitor;
 pub mod run;
 
 use std::path::{Path, PathBuf};

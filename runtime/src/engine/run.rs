@@ -111,6 +111,7 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
             state: RunState {
                 status: Status::Created,
                 pid: 0,
+                monitor: 0,
                 exit_code: 0,
                 started_at: None,
                 finished_at: None,
@@ -128,10 +129,15 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
     made
 }
 
-/// Brings a record in line with the kernel: a "running" container whose init is
-/// gone (its `berth` was killed) is cleaned up and marked exited.
+/// Brings a record in line with the kernel: a "running" container whose init and
+/// monitor are gone (its `berth` was killed) is cleaned up and marked exited.
 fn reconcile(e: &Engine, c: &mut Container) -> Result<()> {
-    if c.state.status != Status::Running || process_start_time(c.state.pid).is_some() {
+    // Nothing to do unless both the init and the process that waits for it are gone
+    // (while that process lives, it records the exit itself).
+    if c.state.status != Status::Running
+        || process_start_time(c.state.pid).is_some()
+        || (c.state.monitor > 0 && process_start_time(c.state.monitor).is_some())
+    {
         return Ok(());
     }
     let _ = ops::delete(&e.oci, &c.id, true);
@@ -143,6 +149,11 @@ fn reconcile(e: &Engine, c: &mut Container) -> Result<()> {
     e.containers.save(c)
 }
 
+/// [`reconcile`] for the monitor module (the caller holds the lock).
+pub(crate) fn reconcile_pub(e: &Engine, c: &mut Container) -> Result<()> {
+    reconcile(e, c)
+}
+
 /// The container, its record reconciled, locked.
 fn locked(e: &Engine, what: &str) -> Result<(Container, super::container::Locked)> {
     let found = e.containers.resolve(what)?;
@@ -152,8 +163,10 @@ fn locked(e: &Engine, what: &str) -> Result<(Container, super::container::Locked
     Ok((c, lock))
 }
 
-/// Runs a container in the foreground (stdio inherited); returns its exit code.
-pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
+/// Starts a container with this process's stdio: mounts its root, writes its
+/// bundle, creates and starts the OCI container (whose init is this process's
+/// child), records it running. Returns (id, init pid).
+pub(crate) fn launch(e: &Engine, what: &str) -> Result<(String, i32)> {
     let (mut c, lock) = locked(e, what)?;
     if c.state.status == Status::Running {
         return Err(Error::State {
@@ -185,6 +198,7 @@ pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
     c.state = RunState {
         status: Status::Running,
         pid,
+        monitor: std::process::id() as i32,
         exit_code: 0,
         started_at: Some(now_rfc3339_nanos()),
         finished_at: None,
@@ -202,28 +216,40 @@ pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
     }
     root.keep();
     drop(lock);
+    Ok((c.id, pid))
+}
 
-    crate::oci::signals::forward_to(pid);
-    let code = wait_exit_code(pid);
-
-    let lock = match e.containers.lock(&c.id) {
+/// After the init of `id` ended with `code`: deletes the OCI container, unmounts
+/// the root, records the exit. A container removed meanwhile (`rm -f`, which
+/// cleaned up) is left alone.
+pub(crate) fn finish(e: &Engine, id: &str, code: i32) -> Result<()> {
+    let lock = match e.containers.lock(id) {
         Ok(l) => l,
-        // Removed meanwhile (`rm -f`), which cleaned up: only the code is left to give.
-        Err(Error::NoSuchContainer(_)) => return Ok(code),
+        Err(Error::NoSuchContainer(_)) => return Ok(()),
         Err(err) => return Err(err),
     };
-    if !e.containers.dir(&c.id).join("container.json").exists() {
-        return Ok(code);
+    if !e.containers.dir(id).join("container.json").exists() {
+        return Ok(());
     }
-    let _ = ops::delete(&e.oci, &c.id, true);
+    let _ = ops::delete(&e.oci, id, true);
+    let snap = e.images.snapshots().get(id)?;
     unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
-    let mut c = e.containers.load(&c.id)?;
+    let mut c = e.containers.load(id)?;
     c.state.status = Status::Exited;
     c.state.exit_code = code;
     c.state.pid = 0;
     c.state.finished_at = Some(now_rfc3339_nanos());
     e.containers.save(&c)?;
     drop(lock);
+    Ok(())
+}
+
+/// Runs a container in the foreground (stdio inherited); returns its exit code.
+pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
+    let (id, pid) = launch(e, what)?;
+    crate::oci::signals::forward_to(pid);
+    let code = wait_exit_code(pid);
+    finish(e, &id, code)?;
     Ok(code)
 }
 

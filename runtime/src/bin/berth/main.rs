@@ -1,18 +1,20 @@
 //! berth: containers from images, with Docker's command line. Today: the image
 //! commands (load, import, save, images, rmi, tag, image prune/inspect) and
-//! containers run in the foreground (create, run, start -a, ps, rm, commit,
-//! diff, export). The monitor for detached containers comes with issue 6.
+//! containers (create, run [-d], start [-a], ps, logs, stop, kill, wait, rm,
+//! commit, diff, export), detached ones kept by a monitor process each.
 
 mod human;
 
 use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use berth::engine::Engine;
 use berth::engine::container::Status;
+use berth::engine::monitor;
 use berth::engine::run::{self, NewContainer};
 use berth::image::load::{Input, import, load};
 use berth::image::manage::{self, Removal};
@@ -73,14 +75,59 @@ enum Cmd {
         /// Remove the container when it exits.
         #[arg(long)]
         rm: bool,
+        /// Run in the background (a monitor process keeps its log and exit code).
+        #[arg(short, long)]
+        detach: bool,
     },
-    /// Start a container in the foreground, attached (`-a`).
+    /// Start a container: in the background, or attached with `-a`.
     Start {
-        /// Attach stdio and wait (detached starts come with the monitor).
-        #[arg(short, long, required = true)]
+        /// Attach stdio and wait for the exit.
+        #[arg(short, long)]
         attach: bool,
         container: String,
     },
+    /// Show a container's output.
+    Logs {
+        container: String,
+        /// Keep following while it runs.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines (or all).
+        #[arg(long = "tail", short = 'n')]
+        tail: Option<String>,
+        /// Prefix each line with its time.
+        #[arg(short, long)]
+        timestamps: bool,
+    },
+    /// Stop containers: SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+    },
+    /// Send a signal to containers (SIGKILL by default).
+    Kill {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// The signal (name or number).
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+    },
+    /// Wait for containers to stop; print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// (internal) The monitor of a detached container.
+    #[command(hide = true)]
+    Monitor {
+        container: String,
+        #[arg(long)]
+        rm: bool,
+    },
+
     /// List containers.
     Ps {
         /// All containers (not only running ones).
@@ -279,23 +326,93 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", c.id);
             Ok(0)
         }
-        Cmd::Run { args, rm } => {
+        Cmd::Run { args, rm, detach } => {
             let e = engine()?;
             let image = args.image.clone();
             let c = run::create(&e, &image, &new_container(args)).map_err(engine_err)?;
+            if detach {
+                let started = monitor::start_detached(&e, &exe()?, &c.id, rm);
+                if started.is_err() && rm {
+                    let _ = run::remove(&e, &c.id, true);
+                }
+                println!("{}", started.map_err(engine_err)?);
+                return Ok(0);
+            }
             let code = run::start_foreground(&e, &c.id);
             if rm {
                 run::remove(&e, &c.id, true).map_err(engine_err)?;
             }
             Ok(code.map_err(engine_err)?.clamp(0, 255) as u8)
         }
-        Cmd::Start {
-            attach: _,
-            container,
-        } => {
-            let code = run::start_foreground(&engine()?, &container).map_err(engine_err)?;
+        Cmd::Start { attach, container } => {
+            let e = engine()?;
+            if !attach {
+                monitor::start_detached(&e, &exe()?, &container, false).map_err(engine_err)?;
+                println!("{container}");
+                return Ok(0);
+            }
+            let code = run::start_foreground(&e, &container).map_err(engine_err)?;
             Ok(code.clamp(0, 255) as u8)
         }
+        Cmd::Logs {
+            container,
+            follow,
+            tail,
+            timestamps,
+        } => {
+            let tail = match tail.as_deref() {
+                None | Some("all") => None,
+                Some(n) => Some(
+                    n.parse::<usize>()
+                        .map_err(|_| anyhow::anyhow!("--tail {n:?}: a number of lines, or all"))?,
+                ),
+            };
+            let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
+            monitor::logs(
+                &engine()?,
+                &container,
+                tail,
+                timestamps,
+                follow,
+                &mut out,
+                &mut err,
+            )
+            .map_err(engine_err)?;
+            Ok(0)
+        }
+        Cmd::Stop { containers, time } => {
+            let e = engine()?;
+            for c in &containers {
+                monitor::stop(&e, c, std::time::Duration::from_secs(time)).map_err(engine_err)?;
+                println!("{c}");
+            }
+            Ok(0)
+        }
+        Cmd::Kill { containers, signal } => {
+            let e = engine()?;
+            for c in &containers {
+                monitor::kill(&e, c, &signal).map_err(engine_err)?;
+                println!("{c}");
+            }
+            Ok(0)
+        }
+        Cmd::Wait { containers } => {
+            let e = engine()?;
+            for c in &containers {
+                let id = e.containers.resolve(c).map_err(engine_err)?.id;
+                let code = monitor::wait_stopped(&e, &id, None).map_err(engine_err)?;
+                println!("{}", code.unwrap_or(-1));
+            }
+            Ok(0)
+        }
+        Cmd::Monitor { container, rm } => {
+            // What was stdout (the starter's pipe) becomes the report channel.
+            let report = io::stdout().as_fd().try_clone_to_owned()?;
+            let code = monitor::monitor(&engine()?, &container, File::from(report), rm)
+                .map_err(engine_err)?;
+            Ok(code.clamp(0, 255) as u8)
+        }
+
         Cmd::Ps {
             all,
             quiet,
@@ -345,6 +462,11 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// This program, for the monitor.
+fn exe() -> Result<PathBuf> {
+    std::env::current_exe().context("finding the berth binary")
+}
+
 /// Engine errors keep their type, so main can pick Docker's exit code.
 fn engine_err(e: berth::engine::Error) -> anyhow::Error {
     anyhow::Error::from(e)
@@ -380,7 +502,8 @@ fn cmd_ps(e: &Engine, all: bool, quiet: bool, no_trunc: bool) -> Result<()> {
     for c in list {
         // A "running" container whose init is gone is shown as it will be reconciled.
         let running = c.state.status == Status::Running
-            && berth::oci::state::process_start_time(c.state.pid).is_some();
+            && (berth::oci::state::process_start_time(c.state.pid).is_some()
+                || berth::oci::state::process_start_time(c.state.monitor).is_some());
         if !all && !running {
             continue;
         }

@@ -567,3 +567,89 @@ fn a_killed_monitor_is_reconciled() {
     assert_eq!(b.mounts(), Vec::<String>::new());
     b.ok(&["rm", "lonely"]);
 }
+
+/// The cgroup file of the container's own cgroup, read from inside (v1 or v2).
+const LIMITS: &str = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/pids.max";
+
+#[test]
+fn volumes_tmpfs_read_only_env_file_and_limits() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let vol = b.dir.path().join("vol");
+    let ro = b.dir.path().join("ro");
+    fs::create_dir(&ro).expect("mkdir");
+    fs::write(ro.join("given"), "from the host\n").expect("write");
+    let envf = b.dir.path().join("env");
+    fs::write(&envf, "# a comment\nA=1\n\nB=two words\n").expect("write");
+    let v1 = format!("{}:/data", vol.display());
+    let v2 = format!("{}:/ro:ro", ro.display());
+    let script = format!(
+        "echo \"$A|$B\"; echo hi > /data/f; cat /ro/given; touch /ro/x 2>/dev/null || echo ro-refused; \
+         touch /etc/y 2>/dev/null || echo root-refused; grep -c ' /scratch tmpfs ' /proc/mounts; echo t > /scratch/ok && echo scratch-ok; {LIMITS}"
+    );
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--env-file",
+        envf.to_str().expect("path"),
+        "-v",
+        &v1,
+        "-v",
+        &v2,
+        "--tmpfs",
+        "/scratch",
+        "--read-only",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..7],
+        [
+            "1|two words",
+            "from the host",
+            "ro-refused",
+            "root-refused",
+            "1",
+            "scratch-ok",
+            "67108864"
+        ],
+        "{out}"
+    );
+    assert!(lines[7] == "50000" || lines[7] == "50000 100000", "{out}");
+    assert_eq!(lines[8], "20", "{out}");
+    // The -v directory was made on the host and got the file.
+    assert_eq!(fs::read_to_string(vol.join("f")).expect("read"), "hi\n");
+    assert!(!ro.join("x").exists());
+    // Bad values: one line naming the flag and value, 125, nothing made.
+    for (args, want) in [
+        (vec!["-m", "12x"], "invalid -m \"12x\""),
+        (vec!["--cpus", "0"], "invalid --cpus \"0\""),
+        (vec!["-v", "rel:/x"], "invalid -v \"rel:/x\""),
+        (vec!["--tmpfs", "scratch"], "invalid --tmpfs \"scratch\""),
+        (vec!["--env-file", "/nonexistent/env"], "/nonexistent/env"),
+    ] {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args.iter().copied());
+        full.extend(["busybox", "true"]);
+        let o = b.run(&full);
+        assert_eq!(o.status.code(), Some(125), "{full:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(want) && err.lines().count() == 1,
+            "{full:?}: {err}"
+        );
+    }
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}

@@ -112,7 +112,158 @@ pub fn oci_config(cfg: &RunConfig, rootfs: &Path) -> Result<Value> {
     if !extra.is_empty() {
         p["user"]["additionalGids"] = json!(extra);
     }
+    if cfg.read_only {
+        spec["root"]["readonly"] = json!(true);
+    }
+    let mounts = spec["mounts"].as_array_mut().ok_or_else(|| Error::State {
+        id: cfg.hostname.clone(),
+        msg: "default config has no mounts".into(),
+    })?;
+    for v in &cfg.volumes {
+        let mode = if v.read_only { "ro" } else { "rw" };
+        mounts.push(json!({"destination": v.target, "type": "bind", "source": v.source, "options": ["rbind", mode, "rprivate"]}));
+    }
+    for t in &cfg.tmpfs {
+        mounts.push(json!({"destination": t, "type": "tmpfs", "source": "tmpfs", "options": ["rw", "noexec", "nosuid", "nodev"]}));
+    }
+    let res = &mut spec["linux"]["resources"];
+    if let Some(m) = cfg.memory {
+        res["memory"] = json!({"limit": m});
+    }
+    if let Some(n) = cfg.nano_cpus {
+        let period: i64 = 100_000;
+        res["cpu"] = json!({"quota": n * period / 1_000_000_000, "period": period});
+    }
+    if let Some(p) = cfg.pids_limit {
+        res["pids"] = json!({"limit": p});
+    }
     Ok(spec)
+}
+
+fn bad(flag: &str, value: &str, why: &str) -> Error {
+    Error::Flag(format!("{flag} {value:?}"), why.to_string())
+}
+
+/// Docker's `-m` sizes: a number with an optional b, k, m, g or t (powers of 1024).
+pub fn parse_size(flag: &str, s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty() && !r.ends_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or(&t);
+    let (num, mult): (&str, i64) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('b') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| {
+        bad(
+            flag,
+            s,
+            "a size is a number with an optional unit b, k, m, g or t",
+        )
+    })?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(bad(flag, s, "a size must be positive"));
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// `--cpus 1.5` in billionths of a CPU.
+pub fn parse_cpus(s: &str) -> Result<i64> {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| bad("--cpus", s, "a number of CPUs, such as 1.5"))?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(bad("--cpus", s, "must be more than 0"));
+    }
+    if n > cores {
+        return Err(bad(
+            "--cpus",
+            s,
+            &format!(
+                "range of CPUs is from 0.01 to {cores:.2}, as there are only {cores} CPUs available"
+            ),
+        ));
+    }
+    Ok((n * 1e9) as i64)
+}
+
+/// `-v HOST:CONTAINER[:ro|rw]`; a missing host directory is made, as Docker does.
+pub fn parse_volume(s: &str) -> Result<super::container::Volume> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [h, c] => (*h, *c, "rw"),
+        [h, c, m] => (*h, *c, *m),
+        _ => {
+            return Err(bad(
+                "-v",
+                s,
+                "use HOST:CONTAINER[:ro|rw] (named volumes are not supported yet)",
+            ));
+        }
+    };
+    if !source.starts_with('/') {
+        return Err(bad(
+            "-v",
+            s,
+            "the host path must be absolute (named volumes are not supported yet)",
+        ));
+    }
+    if !target.starts_with('/') || target == "/" {
+        return Err(bad(
+            "-v",
+            s,
+            "the container path must be absolute and not /",
+        ));
+    }
+    let read_only = match mode {
+        "ro" => true,
+        "rw" => false,
+        _ => return Err(bad("-v", s, "the mode is ro or rw")),
+    };
+    if !Path::new(source).exists() {
+        std::fs::create_dir_all(source).io("creating the host directory", source)?;
+    }
+    Ok(super::container::Volume {
+        source: source.to_string(),
+        target: target.to_string(),
+        read_only,
+    })
+}
+
+/// `--env-file`: KEY=VALUE lines; `#` comments and blank lines skipped; a bare KEY
+/// takes the value from berth's environment, as Docker does.
+pub fn read_env_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).io("reading", path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let key = l.split('=').next().unwrap_or("");
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(bad(
+                "--env-file",
+                &path.display().to_string(),
+                &format!("line {}: {line:?} is not KEY=VALUE", i + 1),
+            ));
+        }
+        if l.contains('=') {
+            out.push(l.to_string());
+        } else if let Ok(v) = std::env::var(key) {
+            out.push(format!("{key}={v}"));
+        }
+    }
+    Ok(out)
 }
 
 /// Writes `config.json` into `bundle`.
@@ -128,6 +279,29 @@ pub fn write_bundle(bundle: &Path, spec: &Value) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_cpus_volumes() {
+        assert_eq!(parse_size("-m", "256m").unwrap(), 256 << 20);
+        assert_eq!(parse_size("-m", "1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("-m", "64MB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("-m", "1000").unwrap(), 1000);
+        for bad in ["", "m", "12x", "-5m", "0"] {
+            assert!(parse_size("-m", bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_cpus("0.5").unwrap(), 500_000_000);
+        assert!(
+            parse_cpus("0").is_err() && parse_cpus("x").is_err() && parse_cpus("1000").is_err()
+        );
+        let v = parse_volume("/tmp:/data:ro").unwrap();
+        assert_eq!(
+            (v.source.as_str(), v.target.as_str(), v.read_only),
+            ("/tmp", "/data", true)
+        );
+        for bad in ["rel:/data", "/tmp:data", "/tmp:/", "/tmp:/d:rx", "/tmp"] {
+            assert!(parse_volume(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn env_merges_by_key() {

@@ -27,6 +27,35 @@ pub struct RunConfig {
     pub user: String,
     /// The container's hostname.
     pub hostname: String,
+    /// Bind mounts, `-v HOST:CONTAINER[:ro|rw]`, checked at create.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// `--tmpfs DIR`.
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    /// `--read-only`.
+    #[serde(default)]
+    pub read_only: bool,
+    /// `-m`: memory limit in bytes.
+    #[serde(default)]
+    pub memory: Option<i64>,
+    /// `--cpus` in billionths of a CPU.
+    #[serde(default)]
+    pub nano_cpus: Option<i64>,
+    /// `--pids-limit`.
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+}
+
+/// A bind mount from the host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Volume {
+    /// Absolute host path.
+    pub source: String,
+    /// Absolute path in the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 impl RunConfig {

@@ -46,6 +46,9 @@ pub enum Error {
         /// what is wrong
         msg: String,
     },
+    /// A flag with a value it cannot take.
+    #[error("invalid {0}: {1}")]
+    Flag(String, String),
     /// A `-u` value that cannot be resolved in the container.
     #[error("unable to find user {0}: no matching entries in passwd file")]
     NoUser(String),

@@ -46,6 +46,20 @@ pub struct NewContainer {
     pub entrypoint: Option<String>,
     /// The command after the image.
     pub cmd: Vec<String>,
+    /// `--env-file` files.
+    pub env_files: Vec<std::path::PathBuf>,
+    /// `-v HOST:CONTAINER[:ro|rw]`.
+    pub volumes: Vec<String>,
+    /// `--tmpfs DIR`.
+    pub tmpfs: Vec<String>,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `-m`.
+    pub memory: Option<String>,
+    /// `--cpus`.
+    pub cpus: Option<String>,
+    /// `--pids-limit`.
+    pub pids_limit: Option<i64>,
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -82,6 +96,45 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
             msg: "no command specified (the image has no Cmd or Entrypoint)".into(),
         });
     }
+    // Every flag is checked before anything is made.
+    let mut env = strings(&ic["Env"]);
+    for f in &o.env_files {
+        env = super::config::merge_env(&env, &super::config::read_env_file(f)?);
+    }
+    let env = super::config::merge_env(&env, &o.env);
+    let volumes = o
+        .volumes
+        .iter()
+        .map(|v| super::config::parse_volume(v))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(t) = o
+        .tmpfs
+        .iter()
+        .find(|t| !t.starts_with('/') || t.as_str() == "/")
+    {
+        return Err(Error::Flag(
+            format!("--tmpfs {t:?}"),
+            "the path must be absolute and not /".into(),
+        ));
+    }
+    let memory = o
+        .memory
+        .as_deref()
+        .map(|m| super::config::parse_size("-m", m))
+        .transpose()?;
+    let nano_cpus = o
+        .cpus
+        .as_deref()
+        .map(super::config::parse_cpus)
+        .transpose()?;
+    if let Some(p) = o.pids_limit
+        && p == 0
+    {
+        return Err(Error::Flag(
+            "--pids-limit 0".into(),
+            "use a positive limit, or -1 for none".into(),
+        ));
+    }
     let id = random_id()?;
     let names = e.containers.names_lock()?;
     let name = e.containers.pick_name(o.name.as_deref())?;
@@ -97,7 +150,7 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
             config: RunConfig {
                 entrypoint,
                 cmd,
-                env: super::config::merge_env(&strings(&ic["Env"]), &o.env),
+                env,
                 workdir: o
                     .workdir
                     .clone()
@@ -107,6 +160,12 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
                     .clone()
                     .unwrap_or_else(|| ic["User"].as_str().unwrap_or("").to_string()),
                 hostname: o.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+                volumes,
+                tmpfs: o.tmpfs.clone(),
+                read_only: o.read_only,
+                memory,
+                nano_cpus,
+                pids_limit: o.pids_limit.filter(|p| *p > 0),
             },
             state: RunState {
                 status: Status::Created,

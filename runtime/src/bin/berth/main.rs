@@ -194,6 +194,27 @@ struct RunArgs {
     /// Override the image's entrypoint ("" for none).
     #[arg(long)]
     entrypoint: Option<String>,
+    /// Read environment from a file of KEY=VALUE lines.
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Bind mount HOST:CONTAINER[:ro|rw].
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Mount a tmpfs at this path.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit (e.g. 256m, 1g).
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// CPUs (e.g. 1.5).
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Most processes (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
     image: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -481,6 +502,13 @@ fn new_container(a: RunArgs) -> NewContainer {
         hostname: a.hostname,
         entrypoint: a.entrypoint,
         cmd: a.cmd,
+        env_files: a.env_file,
+        volumes: a.volume,
+        tmpfs: a.tmpfs,
+        read_only: a.read_only,
+        memory: a.memory,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
     }
 }
 

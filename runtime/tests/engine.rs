@@ -416,7 +416,6 @@ fn detached_runs_keep_logs_and_exit_codes() {
         "echo out1; echo err1 >&2; echo out2; read x || exit 1; echo never",
     ]);
     assert_eq!(id.trim().len(), 64);
-    until_listed(&b, "bg", true);
     // stdin is /dev/null: `read` fails and sh ends with status 1.
     assert_eq!(b.ok(&["wait", "bg"]), "1\n");
     let o = b.run(&["logs", "bg"]);

@@ -652,3 +652,78 @@ fn volumes_tmpfs_read_only_env_file_and_limits() {
     assert_eq!(b.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(b.mounts(), Vec::<String>::new());
 }
+
+#[test]
+fn inspect_and_rename() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let vol = b.dir.path().join("v");
+    let bind = format!("{}:/data:ro", vol.display());
+    let id = b
+        .ok(&[
+            "create", "--name", "one", "-e", "X=1", "-v", &bind, "-m", "32m", "busybox", "sleep",
+            "1",
+        ])
+        .trim()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "one"])).expect("json");
+    let c = &v[0];
+    assert_eq!(c["Id"], id);
+    assert_eq!(c["Name"], "/one");
+    assert_eq!(c["State"]["Status"], "created");
+    assert_eq!(
+        (c["Path"].as_str(), c["Args"][0].as_str()),
+        (Some("sleep"), Some("1"))
+    );
+    assert!(
+        c["Config"]["Env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e == "X=1")
+    );
+    assert_eq!(c["HostConfig"]["Memory"], 32 << 20);
+    assert_eq!(c["Mounts"][0]["Destination"], "/data");
+    assert_eq!(c["Mounts"][0]["RW"], false);
+    // The upper directory it names is where the container's changes go.
+    b.ok(&["start", "-a", "one"]);
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", &id[..8]])).expect("json");
+    assert_eq!(
+        (
+            v[0]["State"]["Status"].as_str(),
+            v[0]["State"]["ExitCode"].as_i64()
+        ),
+        (Some("exited"), Some(0))
+    );
+    assert!(
+        Path::new(
+            v[0]["GraphDriver"]["Data"]["UpperDir"]
+                .as_str()
+                .expect("upper")
+        )
+        .is_dir()
+    );
+    // Not a container: the image.
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "busybox"])).expect("json");
+    assert_eq!(v[0]["Config"]["Cmd"], serde_json::json!(["sh"]));
+    assert!(
+        String::from_utf8_lossy(&b.run(&["inspect", "nothing"]).stderr)
+            .contains("no such object: nothing")
+    );
+    // rename: the new name works, the old does not, a taken or bad name is refused.
+    b.ok(&["create", "--name", "two", "busybox", "true"]);
+    b.ok(&["rename", "one", "uno"]);
+    assert!(b.ok(&["ps", "-a"]).lines().any(|l| l.ends_with(" uno")));
+    assert!(String::from_utf8_lossy(&b.run(&["inspect", "one"]).stderr).contains("no such object"));
+    assert!(
+        String::from_utf8_lossy(&b.run(&["rename", "uno", "two"]).stderr)
+            .contains("already in use")
+    );
+    assert!(
+        String::from_utf8_lossy(&b.run(&["rename", "uno", "x y"]).stderr)
+            .contains("invalid container name")
+    );
+    b.ok(&["rm", "uno", "two"]);
+}

@@ -407,3 +407,81 @@ pub fn exit_code_for(err: &Error) -> u8 {
         125
     }
 }
+
+/// `berth inspect` of a container: Docker's field names.
+pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
+    let c = e.containers.resolve(what)?;
+    let running = c.state.status == Status::Running && process_start_time(c.state.pid).is_some();
+    let snap = e.images.snapshots().get(&c.id)?;
+    let lowers: Vec<String> = snap
+        .lower_dirs()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let argv = c.config.argv();
+    let status = match c.state.status {
+        Status::Created => "created",
+        _ if running => "running",
+        _ => "exited",
+    };
+    Ok(json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": argv.first(),
+        "Args": argv.get(1..).unwrap_or(&[]),
+        "State": {
+            "Status": status,
+            "Running": running,
+            "Paused": false,
+            "Pid": if running { c.state.pid } else { 0 },
+            "ExitCode": c.state.exit_code,
+            "StartedAt": c.state.started_at,
+            "FinishedAt": c.state.finished_at,
+        },
+        "Image": c.image,
+        "Name": format!("/{}", c.name),
+        "LogPath": super::monitor::log_path(e, &c.id),
+        "Config": {
+            "Hostname": c.config.hostname,
+            "User": c.config.user,
+            "Env": c.config.env,
+            "Cmd": c.config.cmd,
+            "Entrypoint": if c.config.entrypoint.is_empty() { Value::Null } else { json!(c.config.entrypoint) },
+            "WorkingDir": c.config.workdir,
+            "Image": c.image_name,
+        },
+        "HostConfig": {
+            "Binds": c.config.volumes.iter().map(|v| format!("{}:{}:{}", v.source, v.target, if v.read_only { "ro" } else { "rw" })).collect::<Vec<_>>(),
+            "Tmpfs": c.config.tmpfs.iter().map(|t| (t.clone(), json!(""))).collect::<serde_json::Map<_, _>>(),
+            "ReadonlyRootfs": c.config.read_only,
+            "Memory": c.config.memory.unwrap_or(0),
+            "NanoCpus": c.config.nano_cpus.unwrap_or(0),
+            "PidsLimit": c.config.pids_limit,
+        },
+        "Mounts": c.config.volumes.iter().map(|v| json!({
+            "Type": "bind", "Source": v.source, "Destination": v.target, "RW": !v.read_only,
+        })).collect::<Vec<_>>(),
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": lowers.join(":"),
+                "UpperDir": snap.upper(),
+                "WorkDir": snap.dir.join("work"),
+                "MergedDir": snap.rootfs(),
+            },
+        },
+    }))
+}
+
+/// `berth rename OLD NEW`.
+pub fn rename(e: &Engine, what: &str, new_name: &str) -> Result<()> {
+    let names = e.containers.names_lock()?;
+    let found = e.containers.resolve(what)?;
+    let name = e.containers.pick_name(Some(new_name))?;
+    let _lock = e.containers.lock(&found.id)?;
+    let mut c = e.containers.load(&found.id)?;
+    c.name = name;
+    e.containers.save(&c)?;
+    drop(names);
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! berth: containers from images, with Docker's command line. Today: the image
 //! commands (load, import, save, images, rmi, tag, image prune/inspect) and
 //! containers (create, run [-d], start [-a], ps, logs, stop, kill, wait, rm,
-//! commit, diff, export), detached ones kept by a monitor process each.
+//! inspect, rename, commit, diff, export), detached ones kept by a monitor
+//! process each.
 
 mod human;
 
@@ -120,6 +121,13 @@ enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Show containers' (or images') details as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Give a container another name.
+    Rename { container: String, name: String },
     /// (internal) The monitor of a detached container.
     #[command(hide = true)]
     Monitor {
@@ -424,6 +432,30 @@ fn run(cli: Cli) -> Result<u8> {
                 let code = monitor::wait_stopped(&e, &id, None).map_err(engine_err)?;
                 println!("{}", code.unwrap_or(-1));
             }
+            Ok(0)
+        }
+        Cmd::Inspect { names } => {
+            let e = engine()?;
+            let mut out = Vec::new();
+            for n in &names {
+                match run::inspect(&e, n) {
+                    Ok(v) => out.push(v),
+                    // Not a container: an image, as docker inspect does.
+                    Err(berth::engine::Error::NoSuchContainer(_)) => {
+                        let db = e.images.db()?;
+                        let rec = db
+                            .resolve(n)
+                            .map_err(|_| anyhow::anyhow!("no such object: {n}"))?;
+                        out.push(manage::inspect(&e.images, &db, rec)?);
+                    }
+                    Err(err) => return Err(engine_err(err)),
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(0)
+        }
+        Cmd::Rename { container, name } => {
+            run::rename(&engine()?, &container, &name).map_err(engine_err)?;
             Ok(0)
         }
         Cmd::Monitor { container, rm } => {

@@ -692,8 +692,19 @@ fn hooks_receive_the_state() {
     let id = unique_id("hooks");
     rt.ok(&["run", "-d", "--bundle", b.path_str(), &id]);
     let pid = rt.pid(&id);
+    // The init runs startContainer hooks just before it execs the process, which
+    // may be after `start` returned (runc does the same): wait for the file.
+    let host_file = out_dir.path().join("startContainer.host");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !fs::read_to_string(&host_file).is_ok_and(|s| s.ends_with('\n')) {
+        assert!(
+            std::time::Instant::now() < until,
+            "startContainer hook never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(
-        fs::read_to_string(out_dir.path().join("startContainer.host"))
+        fs::read_to_string(&host_file)
             .expect("startContainer ran")
             .trim(),
         "hooked"

@@ -616,8 +616,23 @@ fn cmd_ps(e: &Engine, all: bool, quiet: bool, no_trunc: bool) -> Result<()> {
 }
 
 fn cmd_export(e: &Engine, container: &str, output: Option<PathBuf>) -> Result<()> {
-    let progress = Progress::new("Exporting", None);
-    let r = match &output {
+    write_archive("Exporting", "export", output.as_deref(), |w, progress| {
+        run::export(e, container, progress.writer(w))?;
+        Ok(())
+    })
+}
+
+/// Writes an archive to `output` — beside it, synced, then renamed, so a failure
+/// leaves no partial file — or to stdout, which must not be a terminal. `write`
+/// gets the writer and the progress line (`verb`, drawn on a terminal).
+fn write_archive(
+    verb: &str,
+    what: &str,
+    output: Option<&std::path::Path>,
+    write: impl FnOnce(&mut dyn Write, &Progress) -> Result<()>,
+) -> Result<()> {
+    let progress = Progress::new(verb, None);
+    let r = (|| match output {
         Some(p) => {
             let tmp = p.with_file_name(format!(
                 ".{}.tmp{}",
@@ -627,15 +642,11 @@ fn cmd_export(e: &Engine, container: &str, output: Option<PathBuf>) -> Result<()
                 std::process::id()
             ));
             let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            let r = run::export(e, container, progress.writer(io::BufWriter::new(f)))
-                .map_err(anyhow::Error::from)
-                .and_then(|(w, _)| {
-                    w.into_inner()
-                        .into_inner()
-                        .map_err(|e| e.into_error())?
-                        .sync_all()?;
-                    std::fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))
-                });
+            let mut w = io::BufWriter::new(f);
+            let r = write(&mut w, &progress).and_then(|()| {
+                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                std::fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))
+            });
             if r.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
@@ -643,17 +654,13 @@ fn cmd_export(e: &Engine, container: &str, output: Option<PathBuf>) -> Result<()
         }
         None => {
             if io::stdout().is_terminal() {
-                bail!("cowardly refusing to export to a terminal: use -o FILE or redirect stdout");
+                bail!("cowardly refusing to {what} to a terminal: use -o FILE or redirect stdout");
             }
-            run::export(
-                e,
-                container,
-                progress.writer(io::BufWriter::new(io::stdout().lock())),
-            )
-            .map_err(anyhow::Error::from)
-            .and_then(|(w, _)| Ok(w.into_inner().flush()?))
+            let mut w = io::BufWriter::new(io::stdout().lock());
+            write(&mut w, &progress)?;
+            Ok(w.flush()?)
         }
-    };
+    })();
     progress.finish();
     r
 }
@@ -741,43 +748,10 @@ fn cmd_import(store: &ImageStore, a: ImportArgs) -> Result<()> {
 }
 
 fn cmd_save(store: &ImageStore, a: SaveArgs) -> Result<()> {
-    let progress = Progress::new("Saving", None);
-    let r = match &a.output {
-        Some(p) => {
-            // Written beside the target and renamed, so a failed save leaves no partial file.
-            let tmp = p.with_file_name(format!(
-                ".{}.tmp{}",
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                std::process::id()
-            ));
-            let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            let r = save(store, &a.images, io::BufWriter::new(f), &progress)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| {
-                    std::fs::rename(&tmp, p).with_context(|| format!("renaming to {}", p.display()))
-                });
-            if r.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            r
-        }
-        None => {
-            if io::stdout().is_terminal() {
-                bail!("cowardly refusing to save to a terminal: use -o FILE or redirect stdout");
-            }
-            save(
-                store,
-                &a.images,
-                io::BufWriter::new(io::stdout().lock()),
-                &progress,
-            )
-            .map_err(Into::into)
-        }
-    };
-    progress.finish();
-    r
+    // save counts the bytes and layers on the progress line itself.
+    write_archive("Saving", "save", a.output.as_deref(), |w, progress| {
+        Ok(save(store, &a.images, w, progress)?)
+    })
 }
 
 fn cmd_images(store: &ImageStore, a: ImagesArgs) -> Result<()> {

@@ -8,6 +8,8 @@
 
 pub mod digest;
 pub mod engine;
+pub mod fault;
 pub mod image;
 pub mod layers;
 pub mod oci;
+pub mod tty;

@@ -9,83 +9,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
-use berth::image::build::ImageBuilder;
+use common::cli::{Berth, until_listed};
 use common::need_root;
-
-struct Berth {
-    dir: tempfile::TempDir,
-}
-
-impl Berth {
-    /// A data root with busybox:latest loaded.
-    fn new() -> Berth {
-        let b = Berth {
-            dir: tempfile::Builder::new()
-                .prefix("berth-eng")
-                .tempdir()
-                .expect("tempdir"),
-        };
-        let img = berth::image::build::busybox(Path::new("/bin/busybox")).expect("busybox image");
-        let tar = b.dir.path().join("busybox.tar");
-        ImageBuilder::write_oci_tar(
-            &[(&img, Some("busybox:latest"))],
-            fs::File::create(&tar).expect("create"),
-        )
-        .expect("write");
-        b.ok(&["load", "-q", "-i", tar.to_str().expect("path")]);
-        b
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
-        c.arg("--root")
-            .arg(self.dir.path().join("data"))
-            .arg("--state")
-            .arg(self.dir.path().join("state"))
-            .args(args)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run berth")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "berth {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn mounts(&self) -> Vec<String> {
-        fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|mp| Path::new(mp).starts_with(self.dir.path()))
-            .map(String::from)
-            .collect()
-    }
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        let ids = self.run(&["ps", "-a", "-q"]);
-        for id in String::from_utf8_lossy(&ids.stdout).lines() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
-        for mp in self.mounts().into_iter().rev() {
-            let _ = nix::mount::umount2(mp.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-}
 
 /// Path → (kind, mode, content or target) of an unpacked tar.
 fn tar_tree(tar: &[u8]) -> BTreeMap<String, (char, u32, Vec<u8>)> {
@@ -380,23 +307,6 @@ fn a_killed_berth_leaves_nothing_the_next_command_does_not_clean() {
         .filter(|n| n != "bpf:cache")
         .collect();
     assert_eq!(left, Vec::<String>::new());
-}
-
-/// Waits for `berth ps` (running only) to list `name`, or not.
-fn until_listed(b: &Berth, name: &str, listed: bool) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while b
-        .ok(&["ps"])
-        .lines()
-        .any(|l| l.ends_with(&format!(" {name}")))
-        != listed
-    {
-        assert!(
-            std::time::Instant::now() < until,
-            "{name} listed: never {listed}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -7,7 +7,8 @@ use anyhow::{Result, bail};
 
 /// Packages: the seccomp library to link against, busybox for test rootfs, runc
 /// and crun to compare with, containerd for the engine test, procps for `ps`,
-/// skopeo to check berth's image archives with another tool.
+/// skopeo to check berth's image archives with another tool, tini (its static
+/// build is what `berth run --init` mounts as the container's PID 1).
 const PACKAGES: &[&str] = &[
     "busybox-static",
     "libseccomp-dev",
@@ -17,6 +18,7 @@ const PACKAGES: &[&str] = &[
     "containerd",
     "procps",
     "skopeo",
+    "tini",
 ];
 
 fn installed(pkg: &str) -> bool {

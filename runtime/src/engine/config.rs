@@ -11,7 +11,7 @@ use std::path::Path;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use serde_json::{Value, json};
 
-use super::container::RunConfig;
+use super::container::{NetworkMode, RunConfig, Seccomp, Ulimit};
 use super::{Error, IoContext, Result};
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -96,12 +96,24 @@ pub fn oci_config(cfg: &RunConfig, rootfs: &Path) -> Result<Value> {
     let mut spec = crate::oci::spec::default_spec();
     let (uid, gid, extra) = resolve_user(rootfs, &cfg.user)?;
     let mut env = merge_env(&[DEFAULT_PATH.to_string()], &cfg.env);
+    if cfg.tty {
+        env = merge_env(&[DEFAULT_PATH.to_string(), "TERM=xterm".into()], &env);
+    }
     env = merge_env(&env, &[format!("HOSTNAME={}", cfg.hostname)]);
     spec["root"] = json!({"path": rootfs, "readonly": false});
     spec["hostname"] = json!(cfg.hostname);
     let p = &mut spec["process"];
-    p["terminal"] = json!(false);
-    p["args"] = json!(cfg.argv());
+    p["terminal"] = json!(cfg.tty);
+    p["args"] = if cfg.init {
+        json!(
+            [INIT_PATH.to_string(), "--".into()]
+                .into_iter()
+                .chain(cfg.argv())
+                .collect::<Vec<String>>()
+        )
+    } else {
+        json!(cfg.argv())
+    };
     p["env"] = json!(env);
     p["cwd"] = json!(if cfg.workdir.is_empty() {
         "/"
@@ -126,18 +138,535 @@ pub fn oci_config(cfg: &RunConfig, rootfs: &Path) -> Result<Value> {
     for t in &cfg.tmpfs {
         mounts.push(json!({"destination": t, "type": "tmpfs", "source": "tmpfs", "options": ["rw", "noexec", "nosuid", "nodev"]}));
     }
-    let res = &mut spec["linux"]["resources"];
-    if let Some(m) = cfg.memory {
-        res["memory"] = json!({"limit": m});
+    if cfg.init {
+        let init = init_binary()?;
+        mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev", "rprivate"]}));
     }
+    let res = &mut spec["linux"]["resources"];
+    if cfg.memory.is_some() || cfg.memory_swap.is_some() {
+        res["memory"] = json!({});
+    }
+    if let Some(m) = cfg.memory {
+        res["memory"]["limit"] = json!(m);
+    }
+    if let Some(s) = cfg.memory_swap {
+        res["memory"]["swap"] = json!(s);
+    }
+    let mut cpu = serde_json::Map::new();
     if let Some(n) = cfg.nano_cpus {
         let period: i64 = 100_000;
-        res["cpu"] = json!({"quota": n * period / 1_000_000_000, "period": period});
+        cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
+        cpu.insert("period".into(), json!(period));
+    }
+    if let Some(sh) = cfg.cpu_shares {
+        cpu.insert("shares".into(), json!(sh));
+    }
+    if let Some(c) = &cfg.cpuset_cpus {
+        cpu.insert("cpus".into(), json!(c));
+    }
+    if !cpu.is_empty() {
+        res["cpu"] = Value::Object(cpu);
     }
     if let Some(p) = cfg.pids_limit {
         res["pids"] = json!({"limit": p});
     }
+    let mut rlimits: Vec<Value> = spec["process"]["rlimits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for u in &cfg.ulimits {
+        let ty = rlimit_type(&u.name).unwrap_or_default();
+        rlimits.retain(|r| r["type"] != ty);
+        let v = |n: i64| if n < 0 { u64::MAX } else { n as u64 };
+        rlimits.push(json!({"type": ty, "soft": v(u.soft), "hard": v(u.hard)}));
+    }
+    spec["process"]["rlimits"] = json!(rlimits);
+    let caps = capabilities(cfg)?;
+    spec["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    spec["process"]["noNewPrivileges"] = json!(!cfg.new_privileges);
+    match (&cfg.seccomp, cfg.privileged) {
+        (Seccomp::Unconfined, _) | (Seccomp::Default, true) => {
+            if let Some(l) = spec["linux"].as_object_mut() {
+                l.remove("seccomp");
+            }
+        }
+        (Seccomp::Custom(p), _) => spec["linux"]["seccomp"] = p.clone(),
+        (Seccomp::Default, false) => {}
+    }
+    if cfg.privileged {
+        privileged(&mut spec)?;
+    }
+    match &cfg.network {
+        NetworkMode::None => {}
+        NetworkMode::Host => {
+            if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+                ns.retain(|n| n["type"] != "network");
+            }
+            // The host's network: its /sys/class/net is what the container should see.
+        }
+        NetworkMode::Container(_) => {
+            // Joined by path in `net_join`, once the other container's init is known.
+        }
+    }
     Ok(spec)
+}
+
+/// Where `--init` puts the init (tini) in the container.
+pub const INIT_PATH: &str = "/sbin/berth-init";
+
+/// The init `--init` mounts: Debian's statically linked tini, as Docker ships tini
+/// as docker-init (a static binary runs in any image).
+pub fn init_binary() -> Result<&'static str> {
+    const TINI: &str = "/usr/bin/tini-static";
+    if Path::new(TINI).is_file() {
+        Ok(TINI)
+    } else {
+        Err(Error::Flag(
+            "--init".into(),
+            format!("needs {TINI} on the host (apt-get install tini)"),
+        ))
+    }
+}
+
+/// Joins the container to another container's network namespace (`--network
+/// container:ID`): `pid` is that container's init.
+pub fn net_join(spec: &mut Value, pid: i32) {
+    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "network", "path": format!("/proc/{pid}/ns/net")}));
+    }
+}
+
+/// The capability set: Docker's default (or every one with `--privileged`), with
+/// `--cap-drop` then `--cap-add` applied (ALL in either means every capability).
+fn capabilities(cfg: &RunConfig) -> Result<Vec<String>> {
+    let all = all_caps();
+    let mut set: Vec<String> = if cfg.privileged {
+        all.clone()
+    } else {
+        crate::oci::default_profile::DEFAULT_CAPS
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    };
+    if cfg.cap_drop.iter().any(|c| c == "ALL") {
+        set.clear();
+    } else {
+        set.retain(|c| !cfg.cap_drop.contains(c));
+    }
+    for c in &cfg.cap_add {
+        if c == "ALL" {
+            set = all.clone();
+        } else if !set.contains(c) {
+            set.push(c.clone());
+        }
+    }
+    Ok(set)
+}
+
+/// Every capability this kernel knows and berth itself may hand on (its
+/// bounding set: a host that runs berth with fewer cannot give more).
+fn all_caps() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
+    let mut v: Vec<String> = caps::runtime::thread_all_supported()
+        .iter()
+        .filter(|c| bounding.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `--cap-add`/`--cap-drop` values as CAP_ names (or ALL), each checked.
+pub fn parse_caps(flag: &str, list: &[String]) -> Result<Vec<String>> {
+    list.iter()
+        .map(|c| {
+            let up = c.trim().to_ascii_uppercase();
+            if up == "ALL" {
+                return Ok(up);
+            }
+            let name = if up.starts_with("CAP_") {
+                up
+            } else {
+                format!("CAP_{up}")
+            };
+            match name.parse::<caps::Capability>() {
+                Ok(_) => Ok(name),
+                Err(_) => Err(bad(flag, c, "not a capability (such as NET_ADMIN or ALL)")),
+            }
+        })
+        .collect()
+}
+
+/// `--privileged`: every capability, no masked or read-only paths, /sys and the
+/// cgroup tree writable, every host device and access to all devices.
+fn privileged(spec: &mut Value) -> Result<()> {
+    if let Some(l) = spec["linux"].as_object_mut() {
+        l.remove("maskedPaths");
+        l.remove("readonlyPaths");
+    }
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        for m in mounts.iter_mut() {
+            if matches!(m["destination"].as_str(), Some("/sys" | "/sys/fs/cgroup"))
+                && let Some(opts) = m["options"].as_array_mut()
+            {
+                opts.retain(|o| o != "ro");
+                opts.push(json!("rw"));
+            }
+        }
+    }
+    spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    let mut devices = Vec::new();
+    host_devices(Path::new("/dev"), &mut devices);
+    spec["linux"]["devices"] = json!(devices);
+    Ok(())
+}
+
+/// The host's device nodes under `dir` (not pts, shm, mqueue; links skipped), as
+/// `linux.devices` entries.
+fn host_devices(dir: &Path, out: &mut Vec<Value>) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        let Ok(md) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let ft = md.file_type();
+        if ft.is_dir() {
+            if !matches!(
+                path.file_name().and_then(|n| n.to_str()),
+                Some("pts" | "shm" | "mqueue")
+            ) {
+                host_devices(&path, out);
+            }
+            continue;
+        }
+        let kind = if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            continue;
+        };
+        // The default /dev entries (null, zero, …, the console) are made anyway.
+        if matches!(
+            path.to_str(),
+            Some("/dev/console" | "/dev/ptmx" | "/dev/tty")
+        ) {
+            continue;
+        }
+        let rdev = md.rdev();
+        out.push(json!({
+            "path": path, "type": kind,
+            "major": libc::major(rdev), "minor": libc::minor(rdev),
+            "fileMode": md.mode() & 0o7777, "uid": md.uid(), "gid": md.gid(),
+        }));
+    }
+}
+
+/// The rlimit type for a Docker `--ulimit` name.
+fn rlimit_type(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "core" => "RLIMIT_CORE",
+        "cpu" => "RLIMIT_CPU",
+        "data" => "RLIMIT_DATA",
+        "fsize" => "RLIMIT_FSIZE",
+        "locks" => "RLIMIT_LOCKS",
+        "memlock" => "RLIMIT_MEMLOCK",
+        "msgqueue" => "RLIMIT_MSGQUEUE",
+        "nice" => "RLIMIT_NICE",
+        "nofile" => "RLIMIT_NOFILE",
+        "nproc" => "RLIMIT_NPROC",
+        "rss" => "RLIMIT_RSS",
+        "rtprio" => "RLIMIT_RTPRIO",
+        "rttime" => "RLIMIT_RTTIME",
+        "sigpending" => "RLIMIT_SIGPENDING",
+        "stack" => "RLIMIT_STACK",
+        "as" => "RLIMIT_AS",
+        _ => return None,
+    })
+}
+
+/// `--ulimit NAME=SOFT[:HARD]` (-1: unlimited).
+pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
+    let (name, vals) = s.split_once('=').ok_or_else(|| {
+        bad(
+            "--ulimit",
+            s,
+            "use NAME=SOFT[:HARD], such as nofile=1024:2048",
+        )
+    })?;
+    if rlimit_type(name).is_none() {
+        return Err(bad(
+            "--ulimit",
+            s,
+            &format!(
+                "{name:?} is not a limit (core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack, as)"
+            ),
+        ));
+    }
+    let num = |v: &str| -> Result<i64> {
+        match v.parse::<i64>() {
+            Ok(n) if n >= -1 => Ok(n),
+            _ => Err(bad("--ulimit", s, "limits are numbers (-1: unlimited)")),
+        }
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(vals)?, num(vals)?),
+    };
+    let big = |n: i64| if n < 0 { u64::MAX } else { n as u64 };
+    if big(soft) > big(hard) {
+        return Err(bad(
+            "--ulimit",
+            s,
+            "the soft limit must not exceed the hard limit",
+        ));
+    }
+    Ok(Ulimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
+}
+
+/// `--cpuset-cpus 0-2,4`: checked against the CPUs this host has.
+pub fn parse_cpuset(s: &str) -> Result<String> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let err = || bad("--cpuset-cpus", s, "use a list such as 0-2,4");
+    if s.trim().is_empty() {
+        return Err(err());
+    }
+    for part in s.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let (a, b): (usize, usize) = (a.parse().map_err(|_| err())?, b.parse().map_err(|_| err())?);
+        if a > b {
+            return Err(err());
+        }
+        if b >= cores {
+            return Err(bad(
+                "--cpuset-cpus",
+                s,
+                &format!("this host has CPUs 0-{}", cores - 1),
+            ));
+        }
+    }
+    Ok(s.to_string())
+}
+
+/// `--restart no|on-failure[:N]|always|unless-stopped`.
+pub fn parse_restart(s: &str) -> Result<super::container::RestartPolicy> {
+    use super::container::RestartPolicy as R;
+    Ok(match s.split_once(':') {
+        None if s == "no" => R::No,
+        None if s == "always" => R::Always,
+        None if s == "unless-stopped" => R::UnlessStopped,
+        None if s == "on-failure" => R::OnFailure { max_retries: 0 },
+        Some(("on-failure", n)) => R::OnFailure {
+            max_retries: n
+                .parse()
+                .map_err(|_| bad("--restart", s, "the retry count is a number"))?,
+        },
+        _ => {
+            return Err(bad(
+                "--restart",
+                s,
+                "use no, on-failure[:N], always or unless-stopped",
+            ));
+        }
+    })
+}
+
+/// `--security-opt` values: (allow new privileges, seccomp).
+pub fn parse_security_opts(opts: &[String], caps: &[String]) -> Result<(bool, Seccomp)> {
+    let mut new_privs = false;
+    let mut seccomp = Seccomp::Default;
+    for o in opts {
+        let (k, v) = match o.split_once(['=', ':']) {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        match (k, v) {
+            ("no-new-privileges", None | Some("true")) => new_privs = false,
+            ("no-new-privileges", Some("false")) => new_privs = true,
+            ("seccomp", Some("unconfined")) => seccomp = Seccomp::Unconfined,
+            ("seccomp", Some(file)) => seccomp = Seccomp::Custom(read_seccomp(o, file, caps)?),
+            // No AppArmor or SELinux on berth's hosts: only "off" can be honoured.
+            ("apparmor", Some("unconfined")) | ("label", Some("disable")) => {}
+            _ => {
+                return Err(bad(
+                    "--security-opt",
+                    o,
+                    "berth takes no-new-privileges[=true|false], seccomp=unconfined|FILE, apparmor=unconfined, label=disable",
+                ));
+            }
+        }
+    }
+    Ok((new_privs, seccomp))
+}
+
+/// A seccomp profile file, in Docker's format (with `archMap`, `includes` and
+/// `excludes`, resolved here for this machine and the container's capabilities)
+/// or in the OCI runtime spec's, as `linux.seccomp` JSON.
+fn read_seccomp(opt: &str, file: &str, caps: &[String]) -> Result<Value> {
+    let text = std::fs::read_to_string(file).io("reading the seccomp profile", file)?;
+    let p: Value = serde_json::from_str(&text)
+        .map_err(|e| bad("--security-opt", opt, &format!("not JSON: {e}")))?;
+    let mut out = serde_json::Map::new();
+    for key in ["defaultAction", "defaultErrnoRet", "flags", "listenerPath"] {
+        if !p[key].is_null() {
+            out.insert(key.into(), p[key].clone());
+        }
+    }
+    if out.get("defaultAction").is_none() {
+        return Err(bad(
+            "--security-opt",
+            opt,
+            "the profile has no defaultAction",
+        ));
+    }
+    let native = "SCMP_ARCH_X86_64";
+    let mut arches: Vec<Value> = p["architectures"].as_array().cloned().unwrap_or_default();
+    for m in p["archMap"].as_array().into_iter().flatten() {
+        if m["architecture"] == native {
+            arches.push(m["architecture"].clone());
+            arches.extend(
+                m["subArchitectures"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    if !arches.is_empty() {
+        out.insert("architectures".into(), json!(arches));
+    }
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let version = |s: &str| -> (u32, u32) {
+        let mut it = s.split(['.', '-']).map(|x| x.parse::<u32>().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    };
+    let holds = |cond: &Value| -> bool {
+        let caps_ok = cond["caps"].as_array().is_none_or(|l| {
+            l.iter()
+                .all(|c| c.as_str().is_some_and(|c| caps.iter().any(|h| h == c)))
+        });
+        let arch_ok = cond["arches"].as_array().is_none_or(|l| {
+            l.iter()
+                .any(|a| matches!(a.as_str(), Some("amd64" | "x86_64" | "x32" | "386")))
+        });
+        let kernel_ok = cond["minKernel"]
+            .as_str()
+            .is_none_or(|k| version(&kernel) >= version(k));
+        caps_ok && arch_ok && kernel_ok
+    };
+    let is_empty = |c: &Value| c.as_object().is_none_or(|o| o.is_empty());
+    let mut syscalls = Vec::new();
+    for sc in p["syscalls"].as_array().into_iter().flatten() {
+        let inc = &sc["includes"];
+        let exc = &sc["excludes"];
+        if !is_empty(inc) && !holds(inc) {
+            continue;
+        }
+        if !is_empty(exc)
+            && exc.as_object().is_some_and(|o| {
+                o.iter().any(|(k, v)| {
+                    let one = json!({ k.clone(): v.clone() });
+                    holds(&one)
+                })
+            })
+        {
+            continue;
+        }
+        let mut names: Vec<Value> = sc["names"].as_array().cloned().unwrap_or_default();
+        if let Some(n) = sc["name"].as_str() {
+            names.push(json!(n));
+        }
+        let mut rule = serde_json::Map::new();
+        rule.insert("names".into(), json!(names));
+        for key in ["action", "errnoRet", "args"] {
+            if !sc[key].is_null() {
+                rule.insert(key.into(), sc[key].clone());
+            }
+        }
+        syscalls.push(Value::Object(rule));
+    }
+    out.insert("syscalls".into(), json!(syscalls));
+    let v = Value::Object(out);
+    serde_json::from_value::<oci_spec::runtime::LinuxSeccomp>(v.clone()).map_err(|e| {
+        bad(
+            "--security-opt",
+            opt,
+            &format!("not a seccomp profile: {e}"),
+        )
+    })?;
+    Ok(v)
+}
+
+/// `--log-opt max-size=10m --log-opt max-file=3` (Docker's json-file options).
+pub fn parse_log_opts(opts: &[String]) -> Result<(Option<u64>, Option<u32>)> {
+    let (mut size, mut files) = (None, None);
+    for o in opts {
+        match o.split_once('=') {
+            Some(("max-size", "-1")) => size = None,
+            Some(("max-size", v)) => size = Some(parse_size("--log-opt max-size", v)? as u64),
+            Some(("max-file", v)) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => files = Some(n),
+                _ => {
+                    return Err(bad(
+                        "--log-opt",
+                        o,
+                        "max-file is a number of files, at least 1",
+                    ));
+                }
+            },
+            _ => {
+                return Err(bad(
+                    "--log-opt",
+                    o,
+                    "berth's json-file log takes max-size=SIZE and max-file=N",
+                ));
+            }
+        }
+    }
+    if files.is_some_and(|n| n > 1) && size.is_none() {
+        return Err(bad(
+            "--log-opt",
+            "max-file",
+            "max-file needs max-size (the log rotates when it reaches that size)",
+        ));
+    }
+    Ok((size, files))
+}
+
+/// `--memory-swap`: bytes, or -1 for unlimited; needs `-m` and must be at least it.
+pub fn parse_memory_swap(s: &str, memory: Option<i64>) -> Result<i64> {
+    let Some(m) = memory else {
+        return Err(bad("--memory-swap", s, "needs a memory limit (-m) too"));
+    };
+    if s.trim() == "-1" {
+        return Ok(-1);
+    }
+    let v = parse_size("--memory-swap", s)?;
+    if v < m {
+        return Err(bad(
+            "--memory-swap",
+            s,
+            "must be at least the memory limit (it counts memory plus swap)",
+        ));
+    }
+    Ok(v)
 }
 
 fn bad(flag: &str, value: &str, why: &str) -> Error {

@@ -45,6 +45,109 @@ pub struct RunConfig {
     /// `--pids-limit`.
     #[serde(default)]
     pub pids_limit: Option<i64>,
+    /// `--memory-swap`: memory plus swap in bytes, -1 for unlimited.
+    #[serde(default)]
+    pub memory_swap: Option<i64>,
+    /// `--cpu-shares`: relative CPU weight.
+    #[serde(default)]
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`, as given (checked at create).
+    #[serde(default)]
+    pub cpuset_cpus: Option<String>,
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+    /// `--cap-add` (CAP_ names, or ALL).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// `--cap-drop` (CAP_ names, or ALL).
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--security-opt no-new-privileges=false` (no_new_privs is on by default).
+    #[serde(default)]
+    pub new_privileges: bool,
+    /// `--security-opt seccomp=…`.
+    #[serde(default)]
+    pub seccomp: Seccomp,
+    /// `--init`.
+    #[serde(default)]
+    pub init: bool,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// `--network`.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// `-t`: a pty.
+    #[serde(default)]
+    pub tty: bool,
+    /// `-i`: stdin kept open.
+    #[serde(default)]
+    pub interactive: bool,
+    /// `--log-opt max-size=…`: rotate the log at this many bytes.
+    #[serde(default)]
+    pub log_max_size: Option<u64>,
+    /// `--log-opt max-file=…`: how many log files to keep (with max-size).
+    #[serde(default)]
+    pub log_max_files: Option<u32>,
+}
+
+/// A resource limit, `--ulimit nofile=1024:2048`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ulimit {
+    /// Docker's name (nofile, nproc, core, …).
+    pub name: String,
+    /// Soft limit (-1: unlimited).
+    pub soft: i64,
+    /// Hard limit (-1: unlimited).
+    pub hard: i64,
+}
+
+/// The seccomp filter of a container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "profile")]
+pub enum Seccomp {
+    /// berth's default profile (Docker's).
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile read at create (as `linux.seccomp` JSON).
+    Custom(serde_json::Value),
+}
+
+/// When the monitor restarts a container that ended.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", tag = "name")]
+pub enum RestartPolicy {
+    /// Never.
+    #[default]
+    No,
+    /// When it exits non-zero, at most `max_retries` times (0: no limit).
+    OnFailure {
+        /// the most restarts
+        max_retries: u32,
+    },
+    /// Whenever it ends, unless stopped by a user.
+    Always,
+    /// As always (berth has no daemon to restart containers at boot).
+    UnlessStopped,
+}
+
+/// The network a container is in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "mode", content = "container")]
+pub enum NetworkMode {
+    /// Its own namespace with only loopback.
+    #[default]
+    None,
+    /// The host's namespace.
+    Host,
+    /// Another container's namespace (its id).
+    Container(String),
 }
 
 /// A bind mount from the host.
@@ -66,10 +169,11 @@ impl RunConfig {
 }
 
 /// Where a container is in its life.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Made, never started.
+    #[default]
     Created,
     /// Its process runs.
     Running,
@@ -78,7 +182,7 @@ pub enum Status {
 }
 
 /// The state of a container's process.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunState {
     /// Created, running or exited.
     pub status: Status,
@@ -93,6 +197,18 @@ pub struct RunState {
     pub started_at: Option<String>,
     /// When it last ended.
     pub finished_at: Option<String>,
+    /// Whether the kernel's OOM killer killed a process of its last run.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// How often the restart policy restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// A user stopped it (restart policies leave it stopped).
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// Frozen by `pause`.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A container.
@@ -344,6 +460,7 @@ mod tests {
                     exit_code: 0,
                     started_at: None,
                     finished_at: None,
+                    ..RunState::default()
                 },
             };
             let _l = cs.create_dir(id).unwrap();

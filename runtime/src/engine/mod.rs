@@ -12,6 +12,7 @@
 pub mod config;
 pub mod container;
 pub mod monitor;
+pub mod network;
 pub mod run;
 
 use std::path::{Path, PathBuf};

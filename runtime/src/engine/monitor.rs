@@ -70,85 +70,202 @@ pub fn start_detached(e: &Engine, exe: &Path, what: &str, remove_after: bool) ->
     }
 }
 
+/// The container's log: Docker's json-file lines, rotated at `max_size` bytes
+/// into `<log>.1` … `<log>.<max_files - 1>`.
+struct LogWriter {
+    path: std::path::PathBuf,
+    file: File,
+    size: u64,
+    max_size: Option<u64>,
+    max_files: u32,
+}
+
+impl LogWriter {
+    fn open(path: std::path::PathBuf, max_size: Option<u64>, max_files: u32) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .io("opening", &path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(LogWriter {
+            path,
+            file,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
+    }
+
+    fn line(&mut self, stream: &str, text: &[u8]) {
+        let v = json!({"log": String::from_utf8_lossy(text), "stream": stream, "time": now_rfc3339_nanos()});
+        let mut bytes = v.to_string().into_bytes();
+        bytes.push(b'\n');
+        if let Some(max) = self.max_size
+            && self.size > 0
+            && self.size + bytes.len() as u64 > max
+        {
+            self.rotate();
+        }
+        if self.file.write_all(&bytes).is_ok() {
+            self.size += bytes.len() as u64;
+        }
+    }
+
+    fn rotate(&mut self) {
+        let name = |i: u32| rotated(&self.path, i);
+        if self.max_files > 1 {
+            for i in (1..self.max_files - 1).rev() {
+                let _ = std::fs::rename(name(i), name(i + 1));
+            }
+            let _ = std::fs::rename(&self.path, name(1));
+        }
+        if let Ok(f) = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&self.path)
+        {
+            self.file = f;
+            self.size = 0;
+        }
+    }
+}
+
+/// The `i`th rotated log beside `path` (0: the current one).
+fn rotated(path: &Path, i: u32) -> std::path::PathBuf {
+    if i == 0 {
+        return path.to_path_buf();
+    }
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{i}"));
+    s.into()
+}
+
+fn sys(what: &str, e: nix::errno::Errno) -> Error {
+    Error::Oci(crate::oci::Error::Sys {
+        what: what.into(),
+        source: e,
+    })
+}
+
+/// Sets this process's fd `to` to `fd` (what the container inherits at create).
+fn set_fd(fd: i32, to: i32) {
+    // SAFETY: dup2 on descriptors this process owns.
+    unsafe { libc::dup2(fd, to) };
+}
+
 /// The monitor's work: `report` (the starter's pipe) gets "ok" or the error.
-pub fn monitor(e: &Engine, what: &str, mut report: File, remove_after: bool) -> Result<i32> {
+/// Starts the container, copies its output into the log until it ends, records
+/// the exit, applies the restart policy, and cleans up.
+pub fn monitor(e: &Engine, what: &str, report: File, remove_after: bool) -> Result<i32> {
     // Out of the starter's session and terminal; orphans of the container come here.
     let _ = nix::unistd::setsid();
     // SAFETY: a plain prctl.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let c = e.containers.resolve(what)?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(e, &c.id))
-        .io("opening", log_path(e, &c.id))?;
+    let id = e.containers.resolve(what)?.id;
     let devnull = File::options()
         .read(true)
         .write(true)
         .open("/dev/null")
         .io("opening", "/dev/null")?;
-    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| {
-        Error::Oci(crate::oci::Error::Sys {
-            what: "pipe".into(),
-            source: e,
-        })
-    })?;
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| {
-        Error::Oci(crate::oci::Error::Sys {
-            what: "pipe".into(),
-            source: e,
-        })
-    })?;
-    // The container inherits fds 0-2 of this process while it is created.
-    let set = |fd: i32, to: i32| {
-        // SAFETY: dup2 on descriptors this process owns.
-        unsafe { libc::dup2(fd, to) };
-    };
-    set(devnull.as_raw_fd(), 0);
-    set(out_w.as_raw_fd(), 1);
-    set(err_w.as_raw_fd(), 2);
-    let launched = launch(e, &c.id);
-    set(devnull.as_raw_fd(), 1);
-    set(devnull.as_raw_fd(), 2);
-    drop((out_w, err_w));
-    let (id, pid) = match launched {
-        Ok(x) => x,
-        Err(err) => {
-            let _ = writeln!(report, "{err}");
-            if remove_after {
-                let _ = remove(e, &c.id, true);
+    let mut report = Some(report);
+    let mut delay = Duration::from_millis(100);
+    let mut log: Option<LogWriter> = None;
+    let code = loop {
+        let c = e.containers.load(&id)?;
+        if log.is_none() {
+            log = Some(LogWriter::open(
+                log_path(e, &id),
+                c.config.log_max_size,
+                c.config.log_max_files.unwrap_or(1),
+            )?);
+        }
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
+        // `-i`: stdin is a pipe this monitor keeps open (and never writes), so
+        // the container's reads wait instead of seeing end of file.
+        let stdin = if c.config.interactive && !c.config.tty {
+            Some(pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?)
+        } else {
+            None
+        };
+        // The container inherits fds 0-2 of this process while it is created.
+        set_fd(
+            stdin
+                .as_ref()
+                .map(|(r, _)| r.as_raw_fd())
+                .unwrap_or(devnull.as_raw_fd()),
+            0,
+        );
+        set_fd(out_w.as_raw_fd(), 1);
+        set_fd(err_w.as_raw_fd(), 2);
+        let began = Instant::now();
+        let launched = launch(e, &id, report.is_none());
+        for fd in 0..=2 {
+            set_fd(devnull.as_raw_fd(), fd);
+        }
+        drop((out_w, err_w));
+        let _stdin_w = stdin.map(|(_, w)| w);
+        let l = match launched {
+            Ok(l) => l,
+            Err(err) => {
+                if let Some(mut r) = report.take() {
+                    let _ = writeln!(r, "{err}");
+                    if remove_after {
+                        let _ = remove(e, &id, true);
+                    }
+                    return Err(err);
+                }
+                // A restart that could not start: the container stays exited.
+                break 125;
             }
-            return Err(err);
+        };
+        if let Some(mut r) = report.take() {
+            let _ = writeln!(r, "ok");
+        }
+        let Some(log) = log.as_mut() else {
+            break 255;
+        };
+        let sources = match l.master {
+            // A pty: one stream, as Docker logs it.
+            Some(m) => vec![(m, "stdout")],
+            None => vec![(out_r, "stdout"), (err_r, "stderr")],
+        };
+        let code = copy_output(l.pid, sources, log);
+        let Some(after) = finish(e, &id, code)? else {
+            return Ok(code);
+        };
+        match super::run::restart_delay(&after, began.elapsed(), &mut delay) {
+            Some(d) => {
+                std::thread::sleep(d);
+                if !super::run::note_restart(e, &id)? {
+                    break code;
+                }
+            }
+            None => break code,
         }
     };
-    let _ = writeln!(report, "ok");
-    drop(report);
-    let code = copy_logs(pid, [out_r, err_r], log);
-    finish(e, &id, code)?;
     if remove_after {
         remove(e, &id, true)?;
     }
     Ok(code)
 }
 
-/// Copies the container's output into the log until its init ends; returns the
-/// init's exit code.
-fn copy_logs(pid: i32, fds: [OwnedFd; 2], mut log: File) -> i32 {
-    let streams = ["stdout", "stderr"];
-    let mut open = [true, true];
-    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+/// Copies the container's output (each source with its stream name) into the
+/// log until its init ends; returns the init's exit code.
+fn copy_output(pid: i32, sources: Vec<(OwnedFd, &'static str)>, log: &mut LogWriter) -> i32 {
+    let n_src = sources.len();
+    let mut open = vec![true; n_src];
+    let mut partial: Vec<Vec<u8>> = vec![Vec::new(); n_src];
     let mut buf = vec![0u8; 64 * 1024];
     let mut code: Option<i32> = None;
-    let mut write_line = |stream: &str, line: &[u8]| {
-        let v = json!({"log": String::from_utf8_lossy(line), "stream": stream, "time": now_rfc3339_nanos()});
-        let _ = writeln!(log, "{v}");
-    };
     loop {
-        let mut pfds: Vec<libc::pollfd> = fds
+        let mut pfds: Vec<libc::pollfd> = sources
             .iter()
-            .zip(open)
-            .map(|(f, o)| libc::pollfd {
-                fd: if o { f.as_raw_fd() } else { -1 },
+            .zip(&open)
+            .map(|((f, _), o)| libc::pollfd {
+                fd: if *o { f.as_raw_fd() } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -156,24 +273,25 @@ fn copy_logs(pid: i32, fds: [OwnedFd; 2], mut log: File) -> i32 {
         // SAFETY: a valid array of pollfd.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 200) };
         if n > 0 {
-            for i in 0..2 {
+            for i in 0..n_src {
                 if !open[i] || pfds[i].revents == 0 {
                     continue;
                 }
+                let (fd, stream) = (&sources[i].0, sources[i].1);
                 // SAFETY: reading into our buffer from our descriptor.
-                let got =
-                    unsafe { libc::read(fds[i].as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                let got = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
                 if got <= 0 {
+                    // End of file, or EIO from a pty whose other side is closed.
                     open[i] = false;
                     if !partial[i].is_empty() {
-                        write_line(streams[i], &std::mem::take(&mut partial[i]));
+                        log.line(stream, &std::mem::take(&mut partial[i]));
                     }
                     continue;
                 }
                 partial[i].extend_from_slice(&buf[..got as usize]);
                 while let Some(nl) = partial[i].iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = partial[i].drain(..=nl).collect();
-                    write_line(streams[i], &line);
+                    log.line(stream, &line);
                 }
             }
         }
@@ -187,67 +305,92 @@ fn copy_logs(pid: i32, fds: [OwnedFd; 2], mut log: File) -> i32 {
         }
         // Done when the output is closed and the init is gone; output still held
         // open by a process that outlived the init gets a moment more, not forever.
-        if let Some(c) = code {
-            if !open[0] && !open[1] {
-                return c;
+        if let Some(c) = code
+            && (open.iter().all(|o| !o) || n <= 0)
+        {
+            for (i, p) in partial.iter_mut().enumerate() {
+                if !p.is_empty() {
+                    log.line(sources[i].1, &std::mem::take(p));
+                }
             }
-            if n <= 0 {
-                return c;
-            }
+            return c;
         }
     }
 }
 
-/// `berth logs`: the log's lines (the last `tail`), to `out`/`err` by stream,
-/// with their time when `timestamps`; `follow` keeps reading while it runs.
+/// What `berth logs` shows.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Only the last N lines.
+    pub tail: Option<usize>,
+    /// Prefix each line with its time.
+    pub timestamps: bool,
+    /// Keep reading while the container runs.
+    pub follow: bool,
+    /// Only lines from this time on (nanoseconds since the epoch).
+    pub since: Option<i128>,
+    /// Only lines before this time.
+    pub until: Option<i128>,
+}
+
+/// `berth logs`: the log's lines (rotated files first), to `out`/`err` by stream.
 pub fn logs(
     e: &Engine,
     what: &str,
-    tail: Option<usize>,
-    timestamps: bool,
-    follow: bool,
+    o: &LogOptions,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<()> {
     let c = e.containers.resolve(what)?;
     let path = log_path(e, &c.id);
-    let mut f = match File::open(&path) {
-        Ok(f) => f,
-        Err(_) if !follow => return Ok(()),
-        Err(e) => {
-            return Err(Error::Io {
-                what: "opening",
-                path,
-                source: e,
-            });
-        }
-    };
+    let keep = c.config.log_max_files.unwrap_or(1);
     let mut emit = |line: &str| -> Result<()> {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e2| Error::State {
             id: c.id.clone(),
             msg: format!("log line: {e2}"),
         })?;
+        let time = v["time"].as_str().unwrap_or("");
+        let t = crate::oci::time::parse_rfc3339_nanos(time).unwrap_or(0);
+        if o.since.is_some_and(|s| t < s) || o.until.is_some_and(|u| t >= u) {
+            return Ok(());
+        }
         let text = v["log"].as_str().unwrap_or("");
         let w: &mut dyn Write = if v["stream"] == "stderr" { err } else { out };
-        let r = if timestamps {
-            write!(w, "{} {text}", v["time"].as_str().unwrap_or(""))
+        let r = if o.timestamps {
+            write!(w, "{time} {text}")
         } else {
             write!(w, "{text}")
         };
         r.and_then(|_| w.flush()).io("writing", "output")
     };
-    let mut content = String::new();
-    f.read_to_string(&mut content).io("reading", &path)?;
-    let complete = content.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let lines: Vec<&str> = content[..complete].lines().collect();
-    let skip = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
+    let mut older = String::new();
+    for i in (1..keep).rev() {
+        if let Ok(mut f) = File::open(rotated(&path, i)) {
+            f.read_to_string(&mut older)
+                .io("reading", rotated(&path, i))?;
+        }
+    }
+    let mut f = File::open(&path).ok();
+    let mut cur = String::new();
+    if let Some(f) = f.as_mut() {
+        f.read_to_string(&mut cur).io("reading", &path)?;
+    }
+    // The current file's unfinished last line is read again when following.
+    let complete = cur.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let lines: Vec<&str> = older.lines().chain(cur[..complete].lines()).collect();
+    let skip = o.tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
     for l in &lines[skip..] {
         emit(l)?;
     }
-    if !follow {
+    if !o.follow {
         return Ok(());
     }
     let mut pos = complete as u64;
+    let inode = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).map(|m| m.ino()).ok()
+    };
+    let mut ino = f.as_ref().and_then(|_| inode(&path));
     let mut rest = String::new();
     loop {
         let running = e
@@ -255,23 +398,36 @@ pub fn logs(
             .load(&c.id)
             .map(|c| c.state.status == Status::Running)
             .unwrap_or(false);
-        f.seek(SeekFrom::Start(pos)).io("reading", &path)?;
-        let mut r = BufReader::new(&f);
+        // Rotated (a new file) or truncated: read the new one from its start.
+        let now_ino = inode(&path);
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if now_ino != ino || len < pos {
+            ino = now_ino;
+            pos = 0;
+            rest.clear();
+            f = File::open(&path).ok();
+        } else if f.is_none() {
+            f = File::open(&path).ok();
+        }
         let mut got_any = false;
-        loop {
-            let mut line = String::new();
-            let n = r.read_line(&mut line).io("reading", &path)?;
-            if n == 0 {
-                break;
-            }
-            pos += n as u64;
-            if line.ends_with('\n') {
-                rest.push_str(&line);
-                emit(rest.trim_end_matches('\n'))?;
-                rest.clear();
-                got_any = true;
-            } else {
-                rest.push_str(&line);
+        if let Some(file) = f.as_mut() {
+            file.seek(SeekFrom::Start(pos)).io("reading", &path)?;
+            let mut r = BufReader::new(&*file);
+            loop {
+                let mut line = String::new();
+                let n = r.read_line(&mut line).io("reading", &path)?;
+                if n == 0 {
+                    break;
+                }
+                pos += n as u64;
+                if line.ends_with('\n') {
+                    rest.push_str(&line);
+                    emit(rest.trim_end_matches('\n'))?;
+                    rest.clear();
+                    got_any = true;
+                } else {
+                    rest.push_str(&line);
+                }
             }
         }
         if !running && !got_any {
@@ -308,13 +464,39 @@ pub fn wait_stopped(e: &Engine, id: &str, limit: Option<Duration>) -> Result<Opt
     }
 }
 
-/// `berth stop`: SIGTERM (or the image's stop signal), then SIGKILL after `timeout`.
+/// Marks a container stopped by its user (its restart policy then leaves it
+/// stopped) and thaws it if paused (so the signal that follows is handled).
+fn stopped_by_user(e: &Engine, id: &str) -> Result<super::container::Container> {
+    let _l = e.containers.lock(id)?;
+    let mut c = e.containers.load(id)?;
+    c.state.stopped_by_user = true;
+    e.containers.save(&c)?;
+    Ok(c)
+}
+
+/// Thaws a paused container after a signal was sent to it.
+fn thaw(e: &Engine, c: &super::container::Container) {
+    if c.state.paused {
+        let _ = crate::oci::ops::resume(&e.oci, &c.id);
+        if let Ok(_l) = e.containers.lock(&c.id)
+            && let Ok(mut c) = e.containers.load(&c.id)
+        {
+            c.state.paused = false;
+            let _ = e.containers.save(&c);
+        }
+    }
+}
+
+/// `berth stop`: SIGTERM, then SIGKILL after `timeout`; a restart policy leaves
+/// it stopped.
 pub fn stop(e: &Engine, what: &str, timeout: Duration) -> Result<()> {
-    let c = e.containers.resolve(what)?;
+    let id = e.containers.resolve(what)?.id;
+    let c = stopped_by_user(e, &id)?;
     if c.state.status != Status::Running {
         return Ok(());
     }
     let _ = crate::oci::ops::kill_container(&e.oci, &c.id, libc::SIGTERM, false);
+    thaw(e, &c);
     if wait_stopped(e, &c.id, Some(timeout))?.is_some() {
         return Ok(());
     }
@@ -323,7 +505,8 @@ pub fn stop(e: &Engine, what: &str, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// `berth kill`: a signal to the container's init.
+/// `berth kill`: a signal to the container's init (SIGKILL also ends its
+/// restart policy's work, as a stop does).
 pub fn kill(e: &Engine, what: &str, signal: &str) -> Result<()> {
     let c = e.containers.resolve(what)?;
     if c.state.status != Status::Running {
@@ -333,6 +516,12 @@ pub fn kill(e: &Engine, what: &str, signal: &str) -> Result<()> {
         });
     }
     let sig = crate::oci::ops::parse_signal(signal)?;
+    let c = if sig == libc::SIGKILL {
+        stopped_by_user(e, &c.id)?
+    } else {
+        c
+    };
     crate::oci::ops::kill_container(&e.oci, &c.id, sig, false)?;
+    thaw(e, &c);
     Ok(())
 }

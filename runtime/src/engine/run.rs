@@ -11,12 +11,15 @@
 //! deleted, the root unmounted, the container marked exited.
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use serde_json::{Value, json};
 
 use super::config::{oci_config, write_bundle};
-use super::container::{Container, RunConfig, RunState, Status, random_id};
-use super::{Engine, Error, Result};
+use super::container::{
+    Container, NetworkMode, RestartPolicy, RunConfig, RunState, Status, random_id,
+};
+use super::{Engine, Error, IoContext, Result};
 use crate::image::commit::{CommitOptions, commit as commit_image};
 use crate::image::load::Loaded;
 use crate::image::reference::Reference;
@@ -60,6 +63,36 @@ pub struct NewContainer {
     pub cpus: Option<String>,
     /// `--pids-limit`.
     pub pids_limit: Option<i64>,
+    /// `--memory-swap`.
+    pub memory_swap: Option<String>,
+    /// `--cpu-shares`.
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: Option<String>,
+    /// `--ulimit`.
+    pub ulimits: Vec<String>,
+    /// `--cap-add`.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `--security-opt`.
+    pub security_opt: Vec<String>,
+    /// `--init`.
+    pub init: bool,
+    /// `--restart`.
+    pub restart: Option<String>,
+    /// `--network`.
+    pub network: Option<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// `--rm` (refused with a restart policy, as Docker does).
+    pub auto_remove: bool,
+    /// `--log-opt KEY=VALUE` (max-size, max-file).
+    pub log_opts: Vec<String>,
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -135,7 +168,92 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
             "use a positive limit, or -1 for none".into(),
         ));
     }
+    let memory_swap = o
+        .memory_swap
+        .as_deref()
+        .map(|s| super::config::parse_memory_swap(s, memory))
+        .transpose()?;
+    if o.cpu_shares == Some(0) {
+        return Err(Error::Flag(
+            "--cpu-shares 0".into(),
+            "use a positive weight (1024 is the default)".into(),
+        ));
+    }
+    let cpuset_cpus = o
+        .cpuset_cpus
+        .as_deref()
+        .map(super::config::parse_cpuset)
+        .transpose()?;
+    let ulimits = o
+        .ulimits
+        .iter()
+        .map(|u| super::config::parse_ulimit(u))
+        .collect::<Result<Vec<_>>>()?;
+    let cap_add = super::config::parse_caps("--cap-add", &o.cap_add)?;
+    let cap_drop = super::config::parse_caps("--cap-drop", &o.cap_drop)?;
+    let mut caps_for_profile: Vec<String> = crate::oci::default_profile::DEFAULT_CAPS
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|c| !cap_drop.contains(c))
+        .collect();
+    caps_for_profile.extend(cap_add.iter().cloned());
+    let (new_privileges, seccomp) =
+        super::config::parse_security_opts(&o.security_opt, &caps_for_profile)?;
+    if o.init {
+        super::config::init_binary()?;
+    }
+    let restart = o
+        .restart
+        .as_deref()
+        .map(super::config::parse_restart)
+        .transpose()?
+        .unwrap_or_default();
+    if o.auto_remove && restart != RestartPolicy::No {
+        return Err(Error::Flag(
+            "--restart with --rm".into(),
+            "conflicting options: a container removed when it exits cannot be restarted".into(),
+        ));
+    }
+    let network = match o.network.as_deref() {
+        None | Some("none") => NetworkMode::None,
+        Some("host") => NetworkMode::Host,
+        Some(n) if n.starts_with("container:") => {
+            let other = &n["container:".len()..];
+            let found = e.containers.resolve(other).map_err(|_| {
+                Error::Flag(
+                    format!("--network {n:?}"),
+                    format!("no such container: {other}"),
+                )
+            })?;
+            if o.hostname.is_some() {
+                return Err(Error::Flag(
+                    "-h".into(),
+                    "conflicting options: a hostname with --network container:… (the network's container names the host)".into(),
+                ));
+            }
+            NetworkMode::Container(found.id)
+        }
+        Some(n) => {
+            return Err(Error::Flag(
+                format!("--network {n:?}"),
+                "berth has the modes none, host and container:NAME (bridge networks are not built yet)".into(),
+            ));
+        }
+    };
+    let hostname = match (&o.hostname, &network) {
+        (Some(h), _) => h.clone(),
+        (None, NetworkMode::Host) => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let (log_max_size, log_max_files) = super::config::parse_log_opts(&o.log_opts)?;
     let id = random_id()?;
+    let hostname = if hostname.is_empty() {
+        id[..12].to_string()
+    } else {
+        hostname
+    };
     let names = e.containers.names_lock()?;
     let name = e.containers.pick_name(o.name.as_deref())?;
     let lock = e.containers.create_dir(&id)?;
@@ -159,22 +277,31 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
                     .user
                     .clone()
                     .unwrap_or_else(|| ic["User"].as_str().unwrap_or("").to_string()),
-                hostname: o.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+                hostname,
                 volumes,
                 tmpfs: o.tmpfs.clone(),
                 read_only: o.read_only,
                 memory,
                 nano_cpus,
                 pids_limit: o.pids_limit.filter(|p| *p > 0),
+                memory_swap,
+                cpu_shares: o.cpu_shares,
+                cpuset_cpus,
+                ulimits,
+                cap_add,
+                cap_drop,
+                privileged: o.privileged,
+                new_privileges,
+                seccomp,
+                init: o.init,
+                restart,
+                network,
+                tty: o.tty,
+                interactive: o.interactive,
+                log_max_size,
+                log_max_files,
             },
-            state: RunState {
-                status: Status::Created,
-                pid: 0,
-                monitor: 0,
-                exit_code: 0,
-                started_at: None,
-                finished_at: None,
-            },
+            state: RunState::default(),
         };
         e.containers.save(&c)?;
         Ok(c)
@@ -222,10 +349,22 @@ fn locked(e: &Engine, what: &str) -> Result<(Container, super::container::Locked
     Ok((c, lock))
 }
 
-/// Starts a container with this process's stdio: mounts its root, writes its
-/// bundle, creates and starts the OCI container (whose init is this process's
-/// child), records it running. Returns (id, init pid).
-pub(crate) fn launch(e: &Engine, what: &str) -> Result<(String, i32)> {
+/// A container just started by [`launch`].
+pub(crate) struct Launched {
+    /// Its id.
+    pub id: String,
+    /// Its init's host pid (a child of this process).
+    pub pid: i32,
+    /// With `-t`: the pty's master.
+    pub master: Option<OwnedFd>,
+}
+
+/// Starts a container with this process's stdio (or a pty with `-t`): mounts its
+/// root, writes its bundle, creates the OCI container (whose init is this
+/// process's child), prepares its network, records it running, starts it.
+/// A `restart` (by the policy) is refused when a user stopped the container
+/// meanwhile; a user's start clears that mark.
+pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> {
     let (mut c, lock) = locked(e, what)?;
     if c.state.status == Status::Running {
         return Err(Error::State {
@@ -233,10 +372,44 @@ pub(crate) fn launch(e: &Engine, what: &str) -> Result<(String, i32)> {
             msg: "is already running".into(),
         });
     }
+    if restart && c.state.stopped_by_user {
+        return Err(Error::State {
+            id: c.id[..12].to_string(),
+            msg: "was stopped by its user: not restarted".into(),
+        });
+    }
+    // The container whose network this one joins must be running.
+    let net_pid = match &c.config.network {
+        NetworkMode::Container(other) => {
+            let o = e.containers.load(other).map_err(|_| Error::State {
+                id: c.id[..12].to_string(),
+                msg: format!(
+                    "the network's container {} is gone",
+                    &other[..12.min(other.len())]
+                ),
+            })?;
+            if o.state.status != Status::Running || process_start_time(o.state.pid).is_none() {
+                return Err(Error::State {
+                    id: c.id[..12].to_string(),
+                    msg: format!(
+                        "cannot join the network of a container that is not running: {}",
+                        o.name
+                    ),
+                });
+            }
+            Some(o.state.pid)
+        }
+        _ => None,
+    };
+    crate::fault::point("run.before-mount").map_err(Error::Oci)?;
     let snap = e.images.snapshots().get(&c.id)?;
     let root = snap.mount()?;
+    crate::fault::point("run.after-mount").map_err(Error::Oci)?;
     let bundle = e.containers.dir(&c.id).join("bundle");
-    let spec = oci_config(&c.config, &snap.rootfs())?;
+    let mut spec = oci_config(&c.config, &snap.rootfs())?;
+    if let Some(pid) = net_pid {
+        super::config::net_join(&mut spec, pid);
+    }
     write_bundle(&bundle, &spec)?;
     // A leftover of a run that was killed before it could delete its OCI state.
     let _ = ops::delete(&e.oci, &c.id, true);
@@ -249,22 +422,40 @@ pub(crate) fn launch(e: &Engine, what: &str) -> Result<(String, i32)> {
             console_socket: None,
             no_pivot: false,
             preserve_fds: 0,
-            own_terminal: false,
+            own_terminal: c.config.tty,
         },
     )?;
     let pid = created.pid;
+    let master = created
+        .console
+        .as_ref()
+        .map(crate::tty::recv_master)
+        .transpose();
     drop(created.dir);
+    let prepared = master.map_err(Error::Oci).and_then(|m| {
+        crate::fault::point("run.after-create").map_err(Error::Oci)?;
+        super::network::prepare(&c, pid)?;
+        Ok(m)
+    });
+    let master = match prepared {
+        Ok(m) => m,
+        Err(err) => {
+            let _ = ops::delete(&e.oci, &c.id, true);
+            return Err(err);
+        }
+    };
     c.state = RunState {
         status: Status::Running,
         pid,
         monitor: std::process::id() as i32,
-        exit_code: 0,
         started_at: Some(now_rfc3339_nanos()),
-        finished_at: None,
+        restart_count: c.state.restart_count,
+        ..RunState::default()
     };
     let saved = e
         .containers
         .save(&c)
+        .and_then(|()| crate::fault::point("run.before-start").map_err(Error::Oci))
         .and_then(|()| ops::start(&e.oci, &c.id).map_err(Error::Oci));
     if let Err(err) = saved {
         let _ = ops::delete(&e.oci, &c.id, true);
@@ -275,21 +466,27 @@ pub(crate) fn launch(e: &Engine, what: &str) -> Result<(String, i32)> {
     }
     root.keep();
     drop(lock);
-    Ok((c.id, pid))
+    Ok(Launched {
+        id: c.id.clone(),
+        pid,
+        master,
+    })
 }
 
-/// After the init of `id` ended with `code`: deletes the OCI container, unmounts
-/// the root, records the exit. A container removed meanwhile (`rm -f`, which
-/// cleaned up) is left alone.
-pub(crate) fn finish(e: &Engine, id: &str, code: i32) -> Result<()> {
+/// After the init of `id` ended with `code`: notes whether the OOM killer struck,
+/// deletes the OCI container, unmounts the root, records the exit. Returns the
+/// record (None when the container was removed meanwhile by `rm -f`, which
+/// cleaned up).
+pub(crate) fn finish(e: &Engine, id: &str, code: i32) -> Result<Option<Container>> {
     let lock = match e.containers.lock(id) {
         Ok(l) => l,
-        Err(Error::NoSuchContainer(_)) => return Ok(()),
+        Err(Error::NoSuchContainer(_)) => return Ok(None),
         Err(err) => return Err(err),
     };
     if !e.containers.dir(id).join("container.json").exists() {
-        return Ok(());
+        return Ok(None);
     }
+    let oom = oom_killed(e, id);
     let _ = ops::delete(&e.oci, id, true);
     let snap = e.images.snapshots().get(id)?;
     unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
@@ -297,19 +494,127 @@ pub(crate) fn finish(e: &Engine, id: &str, code: i32) -> Result<()> {
     c.state.status = Status::Exited;
     c.state.exit_code = code;
     c.state.pid = 0;
+    c.state.paused = false;
+    c.state.oom_killed = oom;
     c.state.finished_at = Some(now_rfc3339_nanos());
     e.containers.save(&c)?;
     drop(lock);
-    Ok(())
+    Ok(Some(c))
 }
 
-/// Runs a container in the foreground (stdio inherited); returns its exit code.
+/// Whether the kernel's OOM killer killed a process in the container's cgroup
+/// (read before the cgroup is removed).
+fn oom_killed(e: &Engine, id: &str) -> bool {
+    ops::open(&e.oci, id)
+        .ok()
+        .and_then(|c| crate::oci::cgroups::oom_kills(&c.state.cgroup))
+        .is_some_and(|n| n > 0)
+}
+
+/// What the restart policy says after a run that ended with the record `c`
+/// (which ran for `ran`): wait this long, then start it again.
+pub(crate) fn restart_delay(
+    c: &Container,
+    ran: std::time::Duration,
+    delay: &mut std::time::Duration,
+) -> Option<std::time::Duration> {
+    let again = match c.config.restart {
+        RestartPolicy::No => false,
+        RestartPolicy::OnFailure { max_retries } => {
+            c.state.exit_code != 0 && (max_retries == 0 || c.state.restart_count < max_retries)
+        }
+        RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+    };
+    if !again || c.state.stopped_by_user {
+        return None;
+    }
+    // Docker's back-off: 100 ms, doubled each time, reset after a run of 10 s.
+    if ran >= std::time::Duration::from_secs(10) {
+        *delay = std::time::Duration::from_millis(100);
+    }
+    let d = *delay;
+    *delay = (*delay * 2).min(std::time::Duration::from_secs(60));
+    Some(d)
+}
+
+/// Counts a restart in the record; false when the container is gone or a user
+/// stopped it meanwhile.
+pub(crate) fn note_restart(e: &Engine, id: &str) -> Result<bool> {
+    let _lock = match e.containers.lock(id) {
+        Ok(l) => l,
+        Err(Error::NoSuchContainer(_)) => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    let mut c = match e.containers.load(id) {
+        Ok(c) => c,
+        Err(Error::NoSuchContainer(_)) => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    if c.state.stopped_by_user || c.state.status == Status::Running {
+        return Ok(false);
+    }
+    c.state.restart_count += 1;
+    e.containers.save(&c)?;
+    Ok(true)
+}
+
+/// Runs `f` with /dev/null as this process's stdin (what the container inherits
+/// when it is not interactive).
+fn with_null_stdin<T>(f: impl FnOnce() -> T) -> Result<T> {
+    let null = std::fs::File::open("/dev/null").io("opening", "/dev/null")?;
+    // SAFETY: dup/dup2 on descriptors this process owns; fd 0 is put back after.
+    unsafe {
+        let saved = libc::dup(0);
+        libc::dup2(null.as_raw_fd(), 0);
+        let r = f();
+        if saved >= 0 {
+            libc::dup2(saved, 0);
+            libc::close(saved);
+        }
+        Ok(r)
+    }
+}
+
+/// Runs a container in the foreground (stdio attached; a pty with `-t`; stdin
+/// only with `-i`) and applies its restart policy; returns the last exit code.
 pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
-    let (id, pid) = launch(e, what)?;
-    crate::oci::signals::forward_to(pid);
-    let code = wait_exit_code(pid);
-    finish(e, &id, code)?;
-    Ok(code)
+    let mut delay = std::time::Duration::from_millis(100);
+    let id = e.containers.resolve(what)?.id;
+    let (mut began_any, mut last_code) = (false, 0);
+    loop {
+        let c = e.containers.load(&id)?;
+        let (tty, interactive) = (c.config.tty, c.config.interactive);
+        let began = std::time::Instant::now();
+        let restart = began_any;
+        began_any = true;
+        let l = match if interactive || tty {
+            launch(e, &id, restart)
+        } else {
+            with_null_stdin(|| launch(e, &id, restart))?
+        } {
+            Ok(l) => l,
+            Err(err) if !restart => return Err(err),
+            Err(_) => return Ok(last_code),
+        };
+        crate::oci::signals::forward_to(l.pid);
+        if let Some(master) = l.master {
+            crate::tty::proxy(master, interactive);
+        }
+        let code = wait_exit_code(l.pid);
+        last_code = code;
+        let Some(after) = finish(e, &l.id, code)? else {
+            return Ok(code);
+        };
+        match restart_delay(&after, began.elapsed(), &mut delay) {
+            Some(d) => {
+                std::thread::sleep(d);
+                if !note_restart(e, &id)? {
+                    return Ok(code);
+                }
+            }
+            None => return Ok(code),
+        }
+    }
 }
 
 /// Removes a container (a running one only with `force`, which kills it first).
@@ -432,7 +737,10 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
         "State": {
             "Status": status,
             "Running": running,
-            "Paused": false,
+            "Paused": running && c.state.paused,
+            "Restarting": false,
+            "OOMKilled": c.state.oom_killed,
+            "Dead": false,
             "Pid": if running { c.state.pid } else { 0 },
             "ExitCode": c.state.exit_code,
             "StartedAt": c.state.started_at,
@@ -440,6 +748,7 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
         },
         "Image": c.image,
         "Name": format!("/{}", c.name),
+        "RestartCount": c.state.restart_count,
         "LogPath": super::monitor::log_path(e, &c.id),
         "Config": {
             "Hostname": c.config.hostname,
@@ -449,6 +758,8 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
             "Entrypoint": if c.config.entrypoint.is_empty() { Value::Null } else { json!(c.config.entrypoint) },
             "WorkingDir": c.config.workdir,
             "Image": c.image_name,
+            "Tty": c.config.tty,
+            "OpenStdin": c.config.interactive,
         },
         "HostConfig": {
             "Binds": c.config.volumes.iter().map(|v| format!("{}:{}:{}", v.source, v.target, if v.read_only { "ro" } else { "rw" })).collect::<Vec<_>>(),
@@ -457,6 +768,26 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
             "Memory": c.config.memory.unwrap_or(0),
             "NanoCpus": c.config.nano_cpus.unwrap_or(0),
             "PidsLimit": c.config.pids_limit,
+            "MemorySwap": c.config.memory_swap.unwrap_or(0),
+            "CpuShares": c.config.cpu_shares.unwrap_or(0),
+            "CpusetCpus": c.config.cpuset_cpus.clone().unwrap_or_default(),
+            "Ulimits": c.config.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
+            "CapAdd": c.config.cap_add,
+            "CapDrop": c.config.cap_drop,
+            "Privileged": c.config.privileged,
+            "SecurityOpt": security_opts(&c.config),
+            "Init": c.config.init,
+            "RestartPolicy": restart_policy_json(c.config.restart),
+            "NetworkMode": network_mode(&c.config.network),
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": log_config(&c.config),
+            },
+        },
+        "NetworkSettings": {
+            "Networks": {},
+            "Ports": {},
+            "SandboxKey": if running && c.config.network != NetworkMode::Host { json!(format!("/proc/{}/ns/net", c.state.pid)) } else { json!("") },
         },
         "Mounts": c.config.volumes.iter().map(|v| json!({
             "Type": "bind", "Source": v.source, "Destination": v.target, "RW": !v.read_only,
@@ -471,6 +802,50 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
             },
         },
     }))
+}
+
+/// Docker's `HostConfig.RestartPolicy`.
+fn restart_policy_json(r: RestartPolicy) -> Value {
+    let (name, n) = match r {
+        RestartPolicy::No => ("no", 0),
+        RestartPolicy::OnFailure { max_retries } => ("on-failure", max_retries),
+        RestartPolicy::Always => ("always", 0),
+        RestartPolicy::UnlessStopped => ("unless-stopped", 0),
+    };
+    json!({"Name": name, "MaximumRetryCount": n})
+}
+
+/// `--network` as Docker writes it.
+pub fn network_mode(n: &NetworkMode) -> String {
+    match n {
+        NetworkMode::None => "none".into(),
+        NetworkMode::Host => "host".into(),
+        NetworkMode::Container(id) => format!("container:{id}"),
+    }
+}
+
+fn security_opts(cfg: &RunConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    if cfg.new_privileges {
+        v.push("no-new-privileges=false".to_string());
+    }
+    match &cfg.seccomp {
+        super::container::Seccomp::Default => {}
+        super::container::Seccomp::Unconfined => v.push("seccomp=unconfined".into()),
+        super::container::Seccomp::Custom(_) => v.push("seccomp=(custom profile)".into()),
+    }
+    v
+}
+
+fn log_config(cfg: &RunConfig) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(s) = cfg.log_max_size {
+        m.insert("max-size".into(), json!(s.to_string()));
+    }
+    if let Some(n) = cfg.log_max_files {
+        m.insert("max-file".into(), json!(n.to_string()));
+    }
+    Value::Object(m)
 }
 
 /// `berth rename OLD NEW`.

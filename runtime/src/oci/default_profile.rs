@@ -316,6 +316,7 @@ const ALLOWED: &[&str] = &[
     "signalfd4",
     "sigprocmask",
     "sigreturn",
+    "socket",
     "socketcall",
     "socketpair",
     "splice",

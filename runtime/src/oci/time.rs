@@ -87,6 +87,20 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + se - offset)
 }
 
+/// Nanoseconds since the epoch of an RFC 3339 time, fraction included.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
+    let secs = parse_rfc3339(s)? as i128;
+    let frac = s
+        .get(19..)
+        .and_then(|r| r.strip_prefix('.'))
+        .map(|f| {
+            let digits: String = f.chars().take_while(char::is_ascii_digit).take(9).collect();
+            format!("{digits:0<9}").parse::<i128>().unwrap_or(0)
+        })
+        .unwrap_or(0);
+    Some(secs * 1_000_000_000 + frac)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +116,10 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(parse_rfc3339("2023-11-14"), None);
+        assert_eq!(
+            parse_rfc3339_nanos("2023-11-14T22:13:20.5Z"),
+            Some(1_700_000_000_500_000_000)
+        );
         assert_eq!(parse_rfc3339("2023-13-14T23:13:20Z"), None);
     }
 

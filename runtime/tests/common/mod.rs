@@ -3,6 +3,8 @@
 //! bundles in temporary directories. Everything is removed on drop.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

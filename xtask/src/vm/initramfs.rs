@@ -29,7 +29,7 @@ const PRELOAD: &[&str] = &[
 ];
 
 /// Host programs the guest gets, with their libraries.
-const HOST_BINS: &[&str] = &["/usr/sbin/ip", "/usr/sbin/nft"];
+const HOST_BINS: &[&str] = &["/usr/sbin/ip", "/usr/sbin/nft", "/usr/bin/tini-static"];
 
 /// Libraries Rust test binaries load besides what ldd lists.
 const EXTRA_LIBS: &[&str] = &["/lib/x86_64-linux-gnu/libgcc_s.so.1"];

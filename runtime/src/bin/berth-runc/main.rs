@@ -2,7 +2,6 @@
 //! log format, so containerd and dockerd can use it wherever they use runc.
 
 mod log;
-mod tty;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -372,8 +371,8 @@ fn run_container(
     }
     berth::oci::signals::forward_to(pid);
     if let Some(sock) = local {
-        let master = tty::recv_master(&sock)?;
-        tty::proxy(master);
+        let master = berth::tty::recv_master(&sock)?;
+        berth::tty::proxy(master, true);
     }
     let code = wait_exit_code(pid);
     if !keep {

@@ -99,6 +99,12 @@ enum Cmd {
         /// Prefix each line with its time.
         #[arg(short, long)]
         timestamps: bool,
+        /// Only lines since this time (RFC 3339, Unix seconds, or a duration ago: 10m, 1h30m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines before this time (same forms).
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Stop containers: SIGTERM, then SIGKILL after the timeout.
     Stop {
@@ -223,6 +229,48 @@ struct RunArgs {
     /// Most processes (-1: no limit).
     #[arg(long, allow_hyphen_values = true)]
     pids_limit: Option<i64>,
+    /// Memory plus swap (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Relative CPU weight (1024 by default).
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<u64>,
+    /// CPUs it may run on (0-2,4).
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// A resource limit, NAME=SOFT[:HARD] (nofile=1024:2048).
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Add a capability (NET_ADMIN, …, ALL).
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop a capability (… or ALL).
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Every capability and device, no seccomp filter, no masked paths.
+    #[arg(long)]
+    privileged: bool,
+    /// no-new-privileges[=true|false], seccomp=unconfined|FILE.
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Run a small init (tini) as PID 1 that reaps and forwards signals.
+    #[arg(long)]
+    init: bool,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped.
+    #[arg(long)]
+    restart: Option<String>,
+    /// Network: none (the default today), host, container:NAME.
+    #[arg(long, alias = "net")]
+    network: Option<String>,
+    /// Log options: max-size=SIZE, max-file=N.
+    #[arg(long)]
+    log_opt: Vec<String>,
+    /// Keep stdin open (and attached in the foreground).
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the container a pty.
+    #[arg(short, long)]
+    tty: bool,
     image: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -358,7 +406,9 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Run { args, rm, detach } => {
             let e = engine()?;
             let image = args.image.clone();
-            let c = run::create(&e, &image, &new_container(args)).map_err(engine_err)?;
+            let mut nc = new_container(args);
+            nc.auto_remove = rm;
+            let c = run::create(&e, &image, &nc).map_err(engine_err)?;
             if detach {
                 let started = monitor::start_detached(&e, &exe()?, &c.id, rm);
                 if started.is_err() && rm {
@@ -388,6 +438,8 @@ fn run(cli: Cli) -> Result<u8> {
             follow,
             tail,
             timestamps,
+            since,
+            until,
         } => {
             let tail = match tail.as_deref() {
                 None | Some("all") => None,
@@ -397,16 +449,14 @@ fn run(cli: Cli) -> Result<u8> {
                 ),
             };
             let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
-            monitor::logs(
-                &engine()?,
-                &container,
+            let opts = monitor::LogOptions {
                 tail,
                 timestamps,
                 follow,
-                &mut out,
-                &mut err,
-            )
-            .map_err(engine_err)?;
+                since: since.as_deref().map(|s| when("--since", s)).transpose()?,
+                until: until.as_deref().map(|s| when("--until", s)).transpose()?,
+            };
+            monitor::logs(&engine()?, &container, &opts, &mut out, &mut err).map_err(engine_err)?;
             Ok(0)
         }
         Cmd::Stop { containers, time } => {
@@ -515,6 +565,47 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// A time for `logs --since/--until`, in nanoseconds since the epoch: RFC 3339,
+/// Unix seconds (with a fraction), or a duration before now (`90s`, `10m`, `1h30m`).
+fn when(flag: &str, s: &str) -> Result<i128> {
+    if let Some(t) = berth::oci::time::parse_rfc3339_nanos(s) {
+        return Ok(t);
+    }
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs * 1e9) as i128);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let bad = || {
+        anyhow::anyhow!(
+            "{flag} {s:?}: use an RFC 3339 time, Unix seconds, or a duration such as 10m or 1h30m"
+        )
+    };
+    let (mut total, mut num) = (0f64, String::new());
+    for ch in s.chars() {
+        if ch.is_ascii_digit() || ch == '.' {
+            num.push(ch);
+            continue;
+        }
+        let unit = match ch {
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return Err(bad()),
+        };
+        total += num.parse::<f64>().map_err(|_| bad())? * unit;
+        num.clear();
+    }
+    if !num.is_empty() || total <= 0.0 {
+        return Err(bad());
+    }
+    Ok(now - (total * 1e9) as i128)
+}
+
 /// This program, for the monitor.
 fn exe() -> Result<PathBuf> {
     std::env::current_exe().context("finding the berth binary")
@@ -541,6 +632,21 @@ fn new_container(a: RunArgs) -> NewContainer {
         memory: a.memory,
         cpus: a.cpus,
         pids_limit: a.pids_limit,
+        memory_swap: a.memory_swap,
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus,
+        ulimits: a.ulimit,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        privileged: a.privileged,
+        security_opt: a.security_opt,
+        init: a.init,
+        restart: a.restart,
+        network: a.network,
+        tty: a.tty,
+        interactive: a.interactive,
+        auto_remove: false,
+        log_opts: a.log_opt,
     }
 }
 

@@ -237,6 +237,20 @@ pub fn manager(paths: &CgroupPaths) -> Box<dyn Cgroup> {
     }
 }
 
+/// How many processes the kernel's OOM killer killed in the cgroup (None when
+/// the kernel does not say: no memory controller, or a v1 kernel before 4.13).
+pub fn oom_kills(paths: &CgroupPaths) -> Option<u64> {
+    let (dir, file) = if paths.is_v2 {
+        (paths.unified.as_ref()?, "memory.events")
+    } else {
+        (paths.v1.get("memory")?, "memory.oom_control")
+    };
+    let text = fs::read_to_string(dir.join(file)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// Writes one cgroup file, naming the file and the value on failure.
 pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     let path = dir.join(file);

@@ -768,3 +768,200 @@ fn logs_rotate_and_filter_by_time() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--since \"yesterday\""));
     b.ok(&["rm", "chatty"]);
 }
+
+#[test]
+fn exec_pause_top_stats_restart_and_ps_filters() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $$ > /tmp/pid1; while true; do sleep 0.2; done",
+    ]);
+    until_listed(&b, "live", true);
+    // exec: the container's namespaces (same pid namespace: /tmp/pid1 is 1),
+    // -u, -w, -e, the exit code, and Docker's 126/127.
+    assert_eq!(
+        b.ok(&["exec", "live", "sh", "-c", "cat /tmp/pid1; hostname"]),
+        format!("1\n{}\n", &b.ok(&["ps", "-q", "--no-trunc"]).trim()[..12])
+    );
+    assert_eq!(
+        b.ok(&[
+            "exec",
+            "-u",
+            "1000:1000",
+            "-w",
+            "/tmp",
+            "-e",
+            "FOO=bar",
+            "live",
+            "sh",
+            "-c",
+            "id -u; id -g; pwd; echo $FOO"
+        ]),
+        "1000\n1000\n/tmp\nbar\n"
+    );
+    assert_eq!(
+        b.run(&["exec", "live", "sh", "-c", "exit 4"]).status.code(),
+        Some(4)
+    );
+    assert_eq!(b.run(&["exec", "live", "no-such"]).status.code(), Some(127));
+    assert_eq!(
+        b.run(&["exec", "live", "/etc/passwd"]).status.code(),
+        Some(126)
+    );
+    // -i passes stdin; without it the command reads nothing.
+    let mut c = b
+        .cmd(&["exec", "-i", "live", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"typed\n")
+        .expect("write");
+    assert_eq!(c.wait_with_output().expect("wait").stdout, b"typed\n");
+    // -d: runs on after exec returns.
+    b.ok(&[
+        "exec",
+        "-d",
+        "live",
+        "sh",
+        "-c",
+        "sleep 0.5; touch /tmp/detached",
+    ]);
+    let until = Instant::now() + Duration::from_secs(30);
+    while b
+        .run(&["exec", "live", "test", "-e", "/tmp/detached"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(Instant::now() < until, "exec -d never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // top: the init and its sleep, by host pid.
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "live"])).expect("json");
+    let init = v[0]["State"]["Pid"].as_i64().expect("pid");
+    let top = b.ok(&["top", "live"]);
+    assert!(top.starts_with("UID"), "{top}");
+    assert!(
+        top.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(&init.to_string())
+                && l.contains("while true")),
+        "{top}"
+    );
+    // stats: the limit, the processes, as JSON.
+    let s: serde_json::Value = serde_json::from_str(
+        b.ok(&["stats", "--no-stream", "--format", "json", "live"])
+            .trim(),
+    )
+    .expect("json");
+    assert!(
+        s["MemUsage"].as_str().expect("mem").ends_with("/ 64MiB"),
+        "{s}"
+    );
+    let pids: u64 = s["PIDs"].as_str().expect("pids").parse().expect("number");
+    assert!((1..=5).contains(&pids), "{s}");
+    assert!(b.ok(&["stats", "--no-stream"]).contains("live"));
+    // pause: the processes stop using CPU, exec is refused, ps says so; unpause.
+    b.ok(&["pause", "live"]);
+    let (u0, _) = cpu_usage(init);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(cpu_usage(init).0, u0, "a paused container used CPU");
+    assert!(b.ok(&["ps"]).contains("(Paused)"));
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "live"])).expect("json");
+    assert_eq!(v[0]["State"]["Paused"], true);
+    let o = b.run(&["exec", "live", "true"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is paused"));
+    assert!(String::from_utf8_lossy(&b.run(&["pause", "live"]).stderr).contains("already paused"));
+    b.ok(&["unpause", "live"]);
+    let until = Instant::now() + Duration::from_secs(30);
+    while cpu_usage(init).0 == u0 {
+        assert!(Instant::now() < until, "no CPU used after unpause");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // restart: a new init, running again.
+    b.ok(&["restart", "-t", "1", "live"]);
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "live"])).expect("json");
+    assert_eq!(v[0]["State"]["Running"], true);
+    assert_ne!(v[0]["State"]["Pid"].as_i64(), Some(init));
+    // ps: filters and formats.
+    b.ok(&["create", "--name", "idle", "busybox", "true"]);
+    b.run(&["run", "--name", "failed", "busybox", "sh", "-c", "exit 3"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["ps", "--format", "{{.Names}}"];
+        full.extend(args);
+        let mut v: Vec<String> = b.ok(&full).lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), ["live"]);
+    assert_eq!(names(&["-a"]), ["failed", "idle", "live"]);
+    assert_eq!(names(&["--filter", "status=created"]), ["idle"]);
+    assert_eq!(names(&["-a", "--filter", "exited=3"]), ["failed"]);
+    assert_eq!(names(&["-a", "--filter", "name=ail"]), ["failed"]);
+    assert_eq!(
+        names(&[
+            "-a",
+            "--filter",
+            "status=exited",
+            "--filter",
+            "status=created"
+        ]),
+        ["failed", "idle"]
+    );
+    assert_eq!(
+        names(&["-a", "--filter", "ancestor=busybox"]),
+        ["failed", "idle", "live"]
+    );
+    assert_eq!(
+        names(&["-a", "--filter", "ancestor=other"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        b.ok(&["ps", "--format", "table {{.Names}}\\t{{.State}}"]),
+        "NAMES\tSTATE\nlive\trunning\n"
+    );
+    let json: Vec<serde_json::Value> = b
+        .ok(&["ps", "-a", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(json.len(), 3);
+    assert!(
+        json.iter()
+            .any(|j| j["Names"] == "failed" && j["State"] == "exited")
+    );
+    assert_eq!(b.ok(&["ps", "-l", "--format", "{{.Names}}"]), "failed\n");
+    for bad in [
+        vec!["--filter", "colour=red"],
+        vec!["--filter", "status=sleepy"],
+        vec!["--format", "{{.Nope}}"],
+    ] {
+        let mut full = vec!["ps"];
+        full.extend(bad.iter().copied());
+        let o = b.run(&full);
+        assert!(!o.status.success(), "{full:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr).lines().count(),
+            1,
+            "{full:?}"
+        );
+    }
+    b.ok(&["rm", "-f", "live", "idle", "failed"]);
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod container;
+pub mod manage;
 pub mod monitor;
 pub mod network;
 pub mod run;

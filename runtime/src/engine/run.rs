@@ -558,18 +558,27 @@ pub(crate) fn note_restart(e: &Engine, id: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Runs `f` with /dev/null as this process's stdin (what the container inherits
-/// when it is not interactive).
-fn with_null_stdin<T>(f: impl FnOnce() -> T) -> Result<T> {
-    let null = std::fs::File::open("/dev/null").io("opening", "/dev/null")?;
-    // SAFETY: dup/dup2 on descriptors this process owns; fd 0 is put back after.
+/// Runs `f` with /dev/null as this process's descriptors `fds` (what a
+/// container's process inherits: stdin when it is not interactive, all three
+/// when detached), and puts them back after.
+pub(crate) fn with_stdio_null<T>(fds: &[i32], f: impl FnOnce() -> T) -> Result<T> {
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .io("opening", "/dev/null")?;
+    // SAFETY: dup/dup2 on descriptors this process owns; each is put back after.
     unsafe {
-        let saved = libc::dup(0);
-        libc::dup2(null.as_raw_fd(), 0);
+        let saved: Vec<(i32, i32)> = fds.iter().map(|fd| (*fd, libc::dup(*fd))).collect();
+        for fd in fds {
+            libc::dup2(null.as_raw_fd(), *fd);
+        }
         let r = f();
-        if saved >= 0 {
-            libc::dup2(saved, 0);
-            libc::close(saved);
+        for (fd, copy) in saved {
+            if copy >= 0 {
+                libc::dup2(copy, fd);
+                libc::close(copy);
+            }
         }
         Ok(r)
     }
@@ -590,7 +599,7 @@ pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
         let l = match if interactive || tty {
             launch(e, &id, restart)
         } else {
-            with_null_stdin(|| launch(e, &id, restart))?
+            with_stdio_null(&[0], || launch(e, &id, restart))?
         } {
             Ok(l) => l,
             Err(err) if !restart => return Err(err),

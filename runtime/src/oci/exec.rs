@@ -6,6 +6,7 @@
 //! process (user, capabilities, the container's seccomp profile) and execs.
 
 use std::fs::File;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -15,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use super::cgroups;
 use super::channel::{self, Message};
 use super::create::{clone_raw, write_pid_file};
-use super::error::{Error, Result};
+use super::error::{Error, IoContext, Result};
 use super::namespaces::{self, JOIN_ORDER, Plan};
 use super::ops;
 use super::process::Prepared;
@@ -36,6 +37,18 @@ pub struct ExecOptions {
     pub detach: bool,
     /// How many fds after stdio to pass on.
     pub preserve_fds: u32,
+    /// When the process wants a terminal and no console socket is given, keep the
+    /// pty master for the caller ([`spawn`] returns the socket it arrives on).
+    pub own_terminal: bool,
+}
+
+/// A process started by [`spawn`].
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its host pid (a child of this process).
+    pub pid: i32,
+    /// With `own_terminal`: the socket the pty master arrives on.
+    pub console: Option<UnixStream>,
 }
 
 /// The outcome of `exec`.
@@ -47,8 +60,18 @@ pub enum ExecOutcome {
     Exited(i32),
 }
 
-/// Runs `opts.process` in container `opts.id`.
+/// Runs `opts.process` in container `opts.id`: waits for it unless detached.
 pub fn exec(store: &Store, opts: &ExecOptions) -> Result<ExecOutcome> {
+    let s = spawn(store, opts)?;
+    if opts.detach {
+        return Ok(ExecOutcome::Started(s.pid));
+    }
+    super::signals::forward_to(s.pid);
+    Ok(ExecOutcome::Exited(wait_exit_code(s.pid)))
+}
+
+/// Starts `opts.process` in container `opts.id` and returns once it runs.
+pub fn spawn(store: &Store, opts: &ExecOptions) -> Result<Spawned> {
     let (init_pid, cgroup, spec) = {
         let c = ops::open(store, &opts.id)?;
         c.status.check(&opts.id, Op::Exec)?;
@@ -64,17 +87,22 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<ExecOutcome> {
             files.push((t, namespaces::open(&path)?, path));
         }
     }
-    if opts.process.terminal() == Some(true) && opts.console_socket.is_none() {
+    let keep_master = opts.process.terminal() == Some(true) && opts.console_socket.is_none();
+    if keep_master && !opts.own_terminal {
         return Err(Error::Other(
             "a terminal (-t) needs --console-socket".into(),
         ));
     }
     let prepared = Prepared::new(&opts.process, linux.seccomp().as_ref(), &store.bpf_cache())?;
-    let console = opts
-        .console_socket
-        .as_deref()
-        .map(super::console::connect)
-        .transpose()?;
+    let (console, ours) = match &opts.console_socket {
+        Some(p) => (Some(super::console::connect(p)?), None),
+        None if keep_master => {
+            let (ours, theirs) =
+                UnixStream::pair().io("socketpair for the console", "(socketpair)")?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
+    };
     // pid and time namespaces apply to children: join them here.
     for (t, f, p) in &files {
         if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
@@ -129,11 +157,7 @@ pub fn exec(store: &Store, opts: &ExecOptions) -> Result<ExecOutcome> {
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
     }
-    if opts.detach {
-        return Ok(ExecOutcome::Started(pid));
-    }
-    super::signals::forward_to(pid);
-    Ok(ExecOutcome::Exited(wait_exit_code(pid)))
+    Ok(Spawned { pid, console: ours })
 }
 
 /// Waits for a child and turns its end into a shell-style exit code.

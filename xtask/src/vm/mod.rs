@@ -99,7 +99,9 @@ fn build() -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
             // the image and engine suites (containerd is not in the guest: its test stays on
             // the host).
             (true, _) if vm_package && kind == "test" => tests.push(PathBuf::from(exe)),
-            (true, "oci_runtime" | "images" | "engine" | "engine_run") => tests.push(PathBuf::from(exe)),
+            (true, "oci_runtime" | "images" | "engine" | "engine_run") => {
+                tests.push(PathBuf::from(exe))
+            }
             _ => {}
         }
     }

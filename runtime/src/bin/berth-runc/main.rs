@@ -413,7 +413,17 @@ fn exec_cmd(log: &Logger, store: &Store, a: &ExecCli) -> Result<u8> {
         pid_file: a.pid_file.clone(),
         detach: a.detach,
         preserve_fds: a.preserve_fds,
+        own_terminal: !a.detach,
     };
+    // A terminal without a console socket: berth-runc proxies it, as runc does.
+    if opts.process.terminal() == Some(true) && opts.console_socket.is_none() && !a.detach {
+        let s = berth::oci::exec::spawn(store, &opts)?;
+        berth::oci::signals::forward_to(s.pid);
+        if let Some(sock) = &s.console {
+            berth::tty::proxy(berth::tty::recv_master(sock)?, true);
+        }
+        return Ok(wait_exit_code(s.pid).clamp(0, 255) as u8);
+    }
     match exec(store, &opts)? {
         ExecOutcome::Started(pid) => {
             log.info(&format!("exec in container {}: started pid {pid}", a.id));

@@ -1,6 +1,20 @@
 //! Sizes and ages the way Docker's CLI prints them.
 
 /// `4.26MB`: SI units, three significant digits (Docker's `units.HumanSize`).
+/// Memory as `docker stats` shows it: binary units, two decimals (64MiB, 2.41MiB).
+pub fn mem(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}{}", units[i])
+}
+
 pub fn size(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes as f64;

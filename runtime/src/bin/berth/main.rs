@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use berth::engine::Engine;
 use berth::engine::container::Status;
+use berth::engine::manage::{self as live, ExecRequest};
 use berth::engine::monitor;
 use berth::engine::run::{self, NewContainer};
 use berth::image::load::{Input, import, load};
@@ -134,6 +135,62 @@ enum Cmd {
     },
     /// Give a container another name.
     Rename { container: String, name: String },
+    /// Run a command in a running container.
+    Exec {
+        /// Keep stdin open (attached).
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the command a pty.
+        #[arg(short, long)]
+        tty: bool,
+        /// Run in the background.
+        #[arg(short, long)]
+        detach: bool,
+        /// Environment (KEY=VALUE).
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Working directory.
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// User (name or uid, optionally :group).
+        #[arg(short, long)]
+        user: Option<String>,
+        container: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Stop and start containers again.
+    Restart {
+        #[arg(required = true)]
+        containers: Vec<String>,
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+    },
+    /// Freeze every process of containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Show a container's processes.
+    Top { container: String },
+    /// Show containers' resource use (CPU, memory, network, block I/O, pids).
+    Stats {
+        /// Containers (all running ones if none).
+        containers: Vec<String>,
+        /// One sample, then exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// `table` (the default) or `json` (one object per line).
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// (internal) The monitor of a detached container.
     #[command(hide = true)]
     Monitor {
@@ -153,6 +210,16 @@ enum Cmd {
         /// Full ids and commands.
         #[arg(long)]
         no_trunc: bool,
+        /// Filter: status=, name=, id=, ancestor=, exited= (repeat to combine).
+        #[arg(short, long)]
+        filter: Vec<String>,
+        /// `table` (the default), `json` (one object per line), or a template
+        /// with {{.ID}}, {{.Names}}, {{.Image}}, {{.Status}}, {{.State}}, {{.Command}}.
+        #[arg(long)]
+        format: Option<String>,
+        /// Only the latest created container.
+        #[arg(short = 'l', long)]
+        latest: bool,
     },
     /// Remove containers.
     Rm {
@@ -520,8 +587,78 @@ fn run(cli: Cli) -> Result<u8> {
             all,
             quiet,
             no_trunc,
+            filter,
+            format,
+            latest,
         } => {
-            cmd_ps(&engine()?, all, quiet, no_trunc)?;
+            let o = PsOptions {
+                all: all || latest,
+                quiet,
+                no_trunc,
+                filter,
+                format,
+                latest,
+            };
+            cmd_ps(&engine()?, &o)?;
+            Ok(0)
+        }
+        Cmd::Exec {
+            interactive,
+            tty,
+            detach,
+            env,
+            workdir,
+            user,
+            container,
+            cmd,
+        } => {
+            let r = ExecRequest {
+                args: cmd,
+                env,
+                workdir,
+                user,
+                tty,
+                interactive,
+                detach,
+            };
+            let code = live::exec(&engine()?, &container, &r).map_err(engine_err)?;
+            Ok(code.clamp(0, 255) as u8)
+        }
+        Cmd::Restart { containers, time } => {
+            let e = engine()?;
+            for c in &containers {
+                live::restart(&e, &exe()?, c, std::time::Duration::from_secs(time))
+                    .map_err(engine_err)?;
+                println!("{c}");
+            }
+            Ok(0)
+        }
+        Cmd::Pause { containers } => {
+            let e = engine()?;
+            for c in &containers {
+                live::pause(&e, c, true).map_err(engine_err)?;
+                println!("{c}");
+            }
+            Ok(0)
+        }
+        Cmd::Unpause { containers } => {
+            let e = engine()?;
+            for c in &containers {
+                live::pause(&e, c, false).map_err(engine_err)?;
+                println!("{c}");
+            }
+            Ok(0)
+        }
+        Cmd::Top { container } => {
+            cmd_top(&engine()?, &container)?;
+            Ok(0)
+        }
+        Cmd::Stats {
+            containers,
+            no_stream,
+            format,
+        } => {
+            cmd_stats(&engine()?, &containers, no_stream, &format)?;
             Ok(0)
         }
         Cmd::Rm { containers, force } => {
@@ -650,38 +787,110 @@ fn new_container(a: RunArgs) -> NewContainer {
     }
 }
 
-fn cmd_ps(e: &Engine, all: bool, quiet: bool, no_trunc: bool) -> Result<()> {
+struct PsOptions {
+    all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    filter: Vec<String>,
+    format: Option<String>,
+    latest: bool,
+}
+
+/// `ps --filter` values, checked: key → accepted values.
+fn ps_filters(list: &[String]) -> Result<Vec<(String, String)>> {
+    list.iter()
+        .map(|f| {
+            let (k, v) = f
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--filter {f:?}: use KEY=VALUE"))?;
+            match k {
+                "status" if matches!(v, "created" | "running" | "paused" | "exited") => {}
+                "status" => bail!("--filter {f:?}: status is created, running, paused or exited"),
+                "exited" if v.parse::<i32>().is_err() => {
+                    bail!("--filter {f:?}: exited takes an exit code")
+                }
+                "name" | "id" | "ancestor" | "exited" => {}
+                _ => bail!("--filter {f:?}: berth filters by status, name, id, ancestor, exited"),
+            }
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn cmd_ps(e: &Engine, o: &PsOptions) -> Result<()> {
+    let filters = ps_filters(&o.filter)?;
+    let (mut template, header) = match o.format.as_deref() {
+        None | Some("table") => (None, true),
+        Some("json") => (Some(String::new()), false),
+        Some(t) => match t.strip_prefix("table ") {
+            Some(rest) => (Some(rest.to_string()), true),
+            None => (Some(t.to_string()), false),
+        },
+    };
+    if let Some(t) = &template
+        && !t.is_empty()
+    {
+        template = Some(t.replace("\\t", "\t").replace("\\n", "\n"));
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    let db = e.images.db()?;
     let mut list = e.containers.list()?;
     list.reverse();
-    let mut rows = vec![vec![
-        "CONTAINER ID".to_string(),
-        "IMAGE".into(),
-        "COMMAND".into(),
-        "CREATED".into(),
-        "STATUS".into(),
-        "NAMES".into(),
-    ]];
+    if o.latest {
+        list.truncate(1);
+    }
+    let mut rows: Vec<std::collections::BTreeMap<&str, String>> = Vec::new();
     for c in list {
         // A "running" container whose init is gone is shown as it will be reconciled.
         let running = c.state.status == Status::Running
             && (berth::oci::state::process_start_time(c.state.pid).is_some()
                 || berth::oci::state::process_start_time(c.state.monitor).is_some());
-        if !all && !running {
+        let state = match c.state.status {
+            Status::Created => "created",
+            _ if running && c.state.paused => "paused",
+            _ if running => "running",
+            _ => "exited",
+        };
+        let exit_code = if running { 0 } else { c.state.exit_code };
+        let shown = filters
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<std::collections::BTreeSet<_>>();
+        let matches = shown.iter().all(|key| {
+            filters
+                .iter()
+                .filter(|(k, _)| k == key)
+                .any(|(_, v)| match *key {
+                    "status" => state == v,
+                    "name" => c.name.contains(v.as_str()),
+                    "id" => c.id.starts_with(v.as_str()),
+                    "ancestor" => {
+                        c.image_name == *v
+                            || c.image.to_string().starts_with(v.as_str())
+                            || c.image
+                                .to_string()
+                                .trim_start_matches("sha256:")
+                                .starts_with(v.as_str())
+                            || db.resolve(v).map(|r| *r.id() == c.image).unwrap_or(false)
+                    }
+                    "exited" => state == "exited" && v.parse::<i32>().ok() == Some(exit_code),
+                    _ => false,
+                })
+        });
+        if !matches || (!o.all && !running && filters.is_empty()) {
             continue;
         }
-        let id = if no_trunc {
+        if !o.all && filters.iter().all(|(k, _)| k != "status" && k != "exited") && !running {
+            continue;
+        }
+        let id = if o.no_trunc {
             c.id.clone()
         } else {
             c.id[..12].to_string()
         };
-        if quiet {
-            println!("{id}");
-            continue;
-        }
         let since = |t: &Option<String>| {
             t.as_deref()
                 .and_then(parse_rfc3339)
@@ -690,10 +899,11 @@ fn cmd_ps(e: &Engine, all: bool, quiet: bool, no_trunc: bool) -> Result<()> {
         let status = match c.state.status {
             Status::Created => "Created".to_string(),
             _ if running => format!(
-                "Up {}",
+                "Up {}{}",
                 since(&c.state.started_at)
                     .unwrap_or_default()
-                    .trim_end_matches(" ago")
+                    .trim_end_matches(" ago"),
+                if c.state.paused { " (Paused)" } else { "" }
             ),
             Status::Running => "Exited (255)".to_string(),
             Status::Exited => format!(
@@ -703,22 +913,212 @@ fn cmd_ps(e: &Engine, all: bool, quiet: bool, no_trunc: bool) -> Result<()> {
             ),
         };
         let mut command = c.config.argv().join(" ");
-        if !no_trunc && command.chars().count() > 20 {
+        if !o.no_trunc && command.chars().count() > 20 {
             command = format!("{}…", command.chars().take(19).collect::<String>());
         }
-        rows.push(vec![
-            id,
-            c.image_name.clone(),
-            format!("\"{command}\""),
+        let mut row = std::collections::BTreeMap::new();
+        row.insert("ID", id);
+        row.insert("Image", c.image_name.clone());
+        row.insert("Command", format!("\"{command}\""));
+        row.insert("CreatedAt", c.created.clone());
+        row.insert(
+            "RunningFor",
             since(&Some(c.created.clone())).unwrap_or_default(),
-            status,
-            c.name.clone(),
-        ]);
+        );
+        row.insert("Ports", String::new());
+        row.insert("State", state.to_string());
+        row.insert("Status", status);
+        row.insert("Names", c.name.clone());
+        row.insert(
+            "Networks",
+            berth::engine::run::network_mode(&c.config.network),
+        );
+        row.insert(
+            "Mounts",
+            c.config
+                .volumes
+                .iter()
+                .map(|v| v.source.clone())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        row.insert("Labels", String::new());
+        rows.push(row);
     }
-    if !quiet {
-        print!("{}", human::table(&rows));
+    let mut out = io::stdout().lock();
+    if o.quiet {
+        for r in &rows {
+            writeln!(out, "{}", r["ID"])?;
+        }
+        return Ok(());
+    }
+    match template {
+        None => {
+            let cols = ["ID", "Image", "Command", "RunningFor", "Status", "Names"];
+            let mut table = vec![
+                [
+                    "CONTAINER ID",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "NAMES",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            ];
+            for r in &rows {
+                table.push(cols.iter().map(|c| r[c].clone()).collect());
+            }
+            write!(out, "{}", human::table(&table))?;
+        }
+        Some(t) if t.is_empty() => {
+            for r in &rows {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+        Some(t) => {
+            let fill = |r: &std::collections::BTreeMap<&str, String>,
+                        header: bool|
+             -> Result<String> {
+                let mut s = t.clone();
+                while let Some(a) = s.find("{{") {
+                    let b = s[a..]
+                        .find("}}")
+                        .map(|b| a + b)
+                        .ok_or_else(|| anyhow::anyhow!("--format {t:?}: an unclosed {{{{"))?;
+                    let key = s[a + 2..b].trim().trim_start_matches('.').to_string();
+                    let val = if header {
+                        key.to_ascii_uppercase()
+                    } else {
+                        r.get(key.as_str()).cloned().ok_or_else(|| {
+                            anyhow::anyhow!("--format {t:?}: no field {key:?} (ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Names, Networks, Mounts, Labels)")
+                        })?
+                    };
+                    s.replace_range(a..b + 2, &val);
+                }
+                Ok(s)
+            };
+            let empty = std::collections::BTreeMap::new();
+            if header {
+                writeln!(out, "{}", fill(&empty, true)?)?;
+            }
+            for r in &rows {
+                writeln!(out, "{}", fill(r, false)?)?;
+            }
+        }
     }
     Ok(())
+}
+
+fn cmd_top(e: &Engine, container: &str) -> Result<()> {
+    let procs = live::top(e, container).map_err(engine_err)?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0);
+    let users = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let user = |uid: u32| {
+        users
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == uid.to_string())
+            .map(|f| f[0].to_string())
+            .unwrap_or_else(|| uid.to_string())
+    };
+    let mut rows = vec![
+        ["UID", "PID", "PPID", "STIME", "TIME", "CMD"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    for p in procs {
+        let started = (now - uptime + p.start) as i64;
+        let stime = berth::oci::time::format_unix(started, 0, false);
+        let t = p.cpu as u64;
+        rows.push(vec![
+            user(p.uid),
+            p.pid.to_string(),
+            p.ppid.to_string(),
+            stime[11..19].to_string(),
+            format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60),
+            p.cmd,
+        ]);
+    }
+    print!("{}", human::table(&rows));
+    Ok(())
+}
+
+fn cmd_stats(e: &Engine, containers: &[String], no_stream: bool, format: &str) -> Result<()> {
+    if !matches!(format, "table" | "json") {
+        bail!("--format {format:?}: use table or json");
+    }
+    let interactive = !no_stream && io::stdout().is_terminal();
+    loop {
+        let list = live::stats(e, containers, std::time::Duration::from_millis(500))
+            .map_err(engine_err)?;
+        let mut out = io::stdout().lock();
+        if format == "json" {
+            for s in &list {
+                let v = serde_json::json!({
+                    "ID": &s.id[..12], "Name": s.name,
+                    "CPUPerc": format!("{:.2}%", s.cpu_percent),
+                    "MemUsage": format!("{} / {}", human::mem(s.mem_usage), human::mem(s.mem_limit)),
+                    "MemPerc": format!("{:.2}%", s.mem_usage as f64 * 100.0 / s.mem_limit.max(1) as f64),
+                    "NetIO": format!("{} / {}", human::size(s.net.0), human::size(s.net.1)),
+                    "BlockIO": format!("{} / {}", human::size(s.block.0), human::size(s.block.1)),
+                    "PIDs": s.pids.to_string(),
+                });
+                writeln!(out, "{v}")?;
+            }
+        } else {
+            let mut rows = vec![
+                [
+                    "CONTAINER ID",
+                    "NAME",
+                    "CPU %",
+                    "MEM USAGE / LIMIT",
+                    "MEM %",
+                    "NET I/O",
+                    "BLOCK I/O",
+                    "PIDS",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            ];
+            for s in &list {
+                rows.push(vec![
+                    s.id[..12].to_string(),
+                    s.name.clone(),
+                    format!("{:.2}%", s.cpu_percent),
+                    format!("{} / {}", human::mem(s.mem_usage), human::mem(s.mem_limit)),
+                    format!(
+                        "{:.2}%",
+                        s.mem_usage as f64 * 100.0 / s.mem_limit.max(1) as f64
+                    ),
+                    format!("{} / {}", human::size(s.net.0), human::size(s.net.1)),
+                    format!("{} / {}", human::size(s.block.0), human::size(s.block.1)),
+                    s.pids.to_string(),
+                ]);
+            }
+            if interactive {
+                // Home and clear, as docker stats redraws.
+                write!(out, "\x1b[H\x1b[2J")?;
+            }
+            write!(out, "{}", human::table(&rows))?;
+        }
+        out.flush()?;
+        if no_stream {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 fn cmd_export(e: &Engine, container: &str, output: Option<PathBuf>) -> Result<()> {

@@ -251,6 +251,83 @@ pub fn oom_kills(paths: &CgroupPaths) -> Option<u64> {
         .and_then(|n| n.trim().parse().ok())
 }
 
+/// What a cgroup has used, as `berth stats` reports it (zeros where the kernel
+/// does not say).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time, nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use without inactive file pages (Docker's figure), bytes.
+    pub memory: u64,
+    /// The memory limit, if any.
+    pub memory_limit: Option<u64>,
+    /// Bytes read from block devices.
+    pub block_read: u64,
+    /// Bytes written to block devices.
+    pub block_write: u64,
+    /// Processes (tasks).
+    pub pids: u64,
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`key value` lines).
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// Reads a cgroup's usage (v1: cpuacct, memory, blkio, pids; v2: the unified files).
+pub fn usage(paths: &CgroupPaths) -> Usage {
+    let text = |dir: Option<&PathBuf>, file: &str| -> String {
+        dir.and_then(|d| fs::read_to_string(d.join(file)).ok())
+            .unwrap_or_default()
+    };
+    let num = |s: String| s.trim().parse::<u64>().ok();
+    let limit = |v: Option<u64>| v.filter(|l| *l < (1 << 62));
+    let mut u = Usage::default();
+    if paths.is_v2 {
+        let d = paths.unified.as_ref();
+        u.cpu_ns = keyed(&text(d, "cpu.stat"), "usage_usec").unwrap_or(0) * 1000;
+        let current = num(text(d, "memory.current")).unwrap_or(0);
+        let inactive = keyed(&text(d, "memory.stat"), "inactive_file").unwrap_or(0);
+        u.memory = current.saturating_sub(inactive);
+        u.memory_limit = limit(num(text(d, "memory.max")));
+        for line in text(d, "io.stat").lines() {
+            for f in line.split_whitespace().skip(1) {
+                match f.split_once('=') {
+                    Some(("rbytes", v)) => u.block_read += v.parse().unwrap_or(0),
+                    Some(("wbytes", v)) => u.block_write += v.parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        u.pids = num(text(d, "pids.current")).unwrap_or(0);
+    } else {
+        let dir = |c: &str| paths.v1.get(c);
+        u.cpu_ns = num(text(dir("cpuacct"), "cpuacct.usage")).unwrap_or(0);
+        let usage = num(text(dir("memory"), "memory.usage_in_bytes")).unwrap_or(0);
+        let inactive =
+            keyed(&text(dir("memory"), "memory.stat"), "total_inactive_file").unwrap_or(0);
+        u.memory = usage.saturating_sub(inactive);
+        u.memory_limit = limit(num(text(dir("memory"), "memory.limit_in_bytes")));
+        for line in text(dir("blkio"), "blkio.throttle.io_service_bytes").lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f.as_slice() {
+                [_, "Read", v] => u.block_read += v.parse().unwrap_or(0),
+                [_, "Write", v] => u.block_write += v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        u.pids = num(text(dir("pids"), "pids.current")).unwrap_or(0);
+    }
+    u
+}
+
 /// Writes one cgroup file, naming the file and the value on failure.
 pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     let path = dir.join(file);

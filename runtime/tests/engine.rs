@@ -637,3 +637,98 @@ fn inspect_and_rename() {
     );
     b.ok(&["rm", "uno", "two"]);
 }
+
+/// Directories named `id` in the cgroup trees (at most 6 levels down).
+fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, id: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if e.file_name().to_string_lossy() == id {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), id, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, 6, &mut out);
+    out
+}
+
+#[test]
+fn kill_9_at_each_step_of_run_is_repaired_by_the_next_command() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let points = [
+        "run.before-mount",
+        "run.after-mount",
+        "run.after-create",
+        "run.before-start",
+        "run.after-start",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        for detached in [false, true] {
+            let name = format!("crash{i}{}", if detached { "d" } else { "f" });
+            let mut args = vec!["run", "--name", &name];
+            if detached {
+                args.push("-d");
+            }
+            args.extend(["busybox", "sh", "-c", "echo ran; sleep 1"]);
+            // The berth command (foreground) or the monitor (detached) dies there.
+            // (Not through pipes: an init left waiting would hold them open.)
+            let st = b
+                .cmd(&args)
+                .env("BERTH_FAULT", format!("{point}:kill"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run");
+            assert!(!st.success(), "{point} {name}: survived");
+            let id = b
+                .ok(&["inspect", "--format", "{{.Id}}", &name])
+                .trim()
+                .to_string();
+            // The next command repairs: not shown running (unless its init was
+            // already started and runs on), and then it starts again cleanly.
+            let ps = b.ok(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("name={name}"),
+                "--format",
+                "{{.State}}",
+            ]);
+            if *point != "run.after-start" {
+                assert_ne!(ps.trim(), "running", "{point} {name}");
+                assert!(b.mounts().is_empty(), "{point} {name}: {:?}", b.mounts());
+                assert!(
+                    cgroups_named(&id).is_empty(),
+                    "{point} {name}: {:?}",
+                    cgroups_named(&id)
+                );
+            }
+            b.ok(&["wait", &name]);
+            let out = b.ok(&["start", "-a", &name]);
+            assert_eq!(out, "ran\n", "{point} {name}");
+            b.ok(&["rm", &name]);
+            assert!(b.mounts().is_empty(), "{point} {name}: {:?}", b.mounts());
+            assert!(
+                cgroups_named(&id).is_empty(),
+                "{point} {name}: {:?}",
+                cgroups_named(&id)
+            );
+            let left: Vec<String> = fs::read_dir(b.dir.path().join("state/oci"))
+                .expect("oci state")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "bpf:cache")
+                .collect();
+            assert_eq!(left, Vec::<String>::new(), "{point} {name}");
+        }
+    }
+}

@@ -51,7 +51,7 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         jobs: usize,
         /// Wall-clock limit per VM, in seconds.
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 1800)]
         timeout: u64,
     },
     /// Build a default image without the network and load it (`image busybox`).

@@ -243,6 +243,13 @@ pub struct Locked {
     _lock: File,
 }
 
+impl Locked {
+    /// The lock's descriptor (for a child that must not keep it).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self._lock)
+    }
+}
+
 /// Whether Docker would accept `name`.
 pub fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();

@@ -315,29 +315,73 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
     made
 }
 
-/// Brings a record in line with the kernel: a "running" container whose init and
-/// monitor are gone (its `berth` was killed) is cleaned up and marked exited.
+/// Brings a record in line with the kernel; the caller holds the container's
+/// lock, so nobody is starting it meanwhile. A container not running keeps no
+/// OCI container and no root mount: what a `berth` or monitor killed half way
+/// through starting it left is removed. A "running" one whose monitor is gone
+/// and whose init is gone too, or never started (still waiting in `created`),
+/// is cleaned up and marked exited (255). One whose init runs on without its
+/// monitor is left running (`stop` and `rm -f` end it).
 fn reconcile(e: &Engine, c: &mut Container) -> Result<()> {
-    // Nothing to do unless both the init and the process that waits for it are gone
-    // (while that process lives, it records the exit itself).
-    if c.state.status != Status::Running
-        || process_start_time(c.state.pid).is_some()
-        || (c.state.monitor > 0 && process_start_time(c.state.monitor).is_some())
-    {
+    let alive = |pid: i32| pid > 0 && process_start_time(pid).is_some();
+    let oci = ops::open(&e.oci, &c.id).ok().map(|o| o.status);
+    if c.state.status == Status::Running {
+        if alive(c.state.monitor) {
+            return Ok(());
+        }
+        let started = matches!(
+            oci,
+            Some(crate::oci::state::Status::Running | crate::oci::state::Status::Paused)
+        );
+        if alive(c.state.pid) && started {
+            return Ok(());
+        }
+    } else if oci.is_none() && !is_mount_point(&e.images.snapshots().get(&c.id)?.rootfs()) {
+        // The common case: nothing was left.
         return Ok(());
     }
     let _ = ops::delete(&e.oci, &c.id, true);
     let snap = e.images.snapshots().get(&c.id)?;
     unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
-    c.state.status = Status::Exited;
-    c.state.exit_code = 255;
-    c.state.finished_at = Some(now_rfc3339_nanos());
-    e.containers.save(c)
+    if c.state.status == Status::Running {
+        c.state.status = Status::Exited;
+        c.state.exit_code = 255;
+        c.state.pid = 0;
+        c.state.finished_at = Some(now_rfc3339_nanos());
+        e.containers.save(c)?;
+    }
+    Ok(())
+}
+
+/// Whether `p` is a mount point (its device differs from its parent's).
+fn is_mount_point(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
 }
 
 /// [`reconcile`] for the monitor module (the caller holds the lock).
 pub(crate) fn reconcile_pub(e: &Engine, c: &mut Container) -> Result<()> {
     reconcile(e, c)
+}
+
+/// Repairs what a killed `berth` or monitor left of container `id` (see
+/// [`reconcile`]); cheap when there is nothing to do. `ps` calls it for each one.
+pub fn repair(e: &Engine, id: &str) -> Result<()> {
+    let c = e.containers.load(id)?;
+    let alive = |pid: i32| pid > 0 && process_start_time(pid).is_some();
+    let suspect = match c.state.status {
+        Status::Running => !alive(c.state.monitor),
+        _ => e.oci.dir(id).exists() || is_mount_point(&e.images.snapshots().get(id)?.rootfs()),
+    };
+    if suspect {
+        let _lock = e.containers.lock(id)?;
+        let mut c = e.containers.load(id)?;
+        reconcile(e, &mut c)?;
+    }
+    Ok(())
 }
 
 /// The container, its record reconciled, locked.
@@ -423,6 +467,7 @@ pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> 
             no_pivot: false,
             preserve_fds: 0,
             own_terminal: c.config.tty,
+            close_in_child: vec![lock.raw_fd()],
         },
     )?;
     let pid = created.pid;
@@ -465,6 +510,7 @@ pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> 
         return Err(err);
     }
     root.keep();
+    crate::fault::point("run.after-start").map_err(Error::Oci)?;
     drop(lock);
     Ok(Launched {
         id: c.id.clone(),
@@ -725,7 +771,10 @@ pub fn exit_code_for(err: &Error) -> u8 {
 /// `berth inspect` of a container: Docker's field names.
 pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
     let c = e.containers.resolve(what)?;
-    let running = c.state.status == Status::Running && process_start_time(c.state.pid).is_some();
+    // Running until the process that waits for it has recorded its end.
+    let alive = |pid: i32| pid > 0 && process_start_time(pid).is_some();
+    let running =
+        c.state.status == Status::Running && (alive(c.state.pid) || alive(c.state.monitor));
     let snap = e.images.snapshots().get(&c.id)?;
     let lowers: Vec<String> = snap
         .lower_dirs()

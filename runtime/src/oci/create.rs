@@ -70,6 +70,9 @@ pub struct CreateOptions {
     /// When the process wants a terminal and no console socket is given, keep the
     /// pty master for the caller instead of failing (`run` in the foreground).
     pub own_terminal: bool,
+    /// The caller's descriptors the container's processes must close at once
+    /// (its locks: a waiting init would otherwise hold them until it execs).
+    pub close_in_child: Vec<std::os::fd::RawFd>,
 }
 
 /// A created container.
@@ -221,7 +224,10 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         chan: child_end,
-        close_in_child: vec![dir.lock_fd(), parent_end.raw_fd()],
+        close_in_child: [dir.lock_fd(), parent_end.raw_fd()]
+            .into_iter()
+            .chain(opts.close_in_child.iter().copied())
+            .collect(),
     };
     undo.cgroup = Some(&cgroup);
     // SAFETY: this process is single-threaded (the rule of DESIGN.md), so the child
@@ -411,12 +417,43 @@ fn set_not_dumpable() {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
+/// Closes every descriptor the container's processes do not need (the
+/// caller's locks and pipes would otherwise stay open in an init that waits to
+/// be started): all but stdio, the preserved ones, the channel, the console
+/// socket and the namespaces to join.
+fn close_others(setup: &Setup) {
+    let first = 3 + setup.preserve_fds as i32;
+    let mut keep: Vec<i32> = setup
+        .join_files
+        .iter()
+        .map(|(_, f, _)| f.as_raw_fd())
+        .chain(setup.console.as_ref().map(|c| c.as_raw_fd()))
+        .chain([setup.chan.raw_fd()])
+        .filter(|fd| *fd >= first)
+        .collect();
+    keep.sort_unstable();
+    let mut lo = first;
+    for k in keep.into_iter().chain([i32::MAX]) {
+        if k > lo {
+            let hi = if k == i32::MAX {
+                u32::MAX
+            } else {
+                (k - 1) as u32
+            };
+            // SAFETY: close_range(2) on this process's own descriptors.
+            unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32) };
+        }
+        lo = k.saturating_add(1);
+    }
+}
+
 fn stage1_main(setup: Setup) -> ! {
     set_not_dumpable();
     for fd in &setup.close_in_child {
         // SAFETY: closing this process's copies of descriptors it does not use.
         unsafe { libc::close(*fd) };
     }
+    close_others(&setup);
     if let Err(e) = stage1(&setup) {
         die(&setup.chan, e);
     }

@@ -344,6 +344,7 @@ fn create_options(a: &CreateArgs, own_terminal: bool) -> CreateOptions {
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         own_terminal,
+        close_in_child: Vec::new(),
     }
 }
 

@@ -97,6 +97,41 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Fills a Go-style template's `{{.Path.To.Field}}` and `{{json .Path}}` from
+/// `v` (strings as they are, anything else as JSON), as `docker inspect -f` does.
+pub fn render(template: &str, v: &serde_json::Value) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(a) = rest.find("{{") {
+        out.push_str(&rest[..a]);
+        let b = rest[a..]
+            .find("}}")
+            .map(|b| a + b)
+            .ok_or_else(|| anyhow::anyhow!("--format {template:?}: an unclosed {{{{"))?;
+        let inner = rest[a + 2..b].trim();
+        let (as_json, path) = match inner.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, inner),
+        };
+        if !path.starts_with('.') {
+            anyhow::bail!("--format {template:?}: {inner:?} is not a field such as .State.Status");
+        }
+        let mut cur = v;
+        for key in path.split('.').filter(|k| !k.is_empty()) {
+            cur = cur
+                .get(key)
+                .ok_or_else(|| anyhow::anyhow!("--format {template:?}: no field {path}"))?;
+        }
+        match cur {
+            serde_json::Value::String(s) if !as_json => out.push_str(s),
+            other => out.push_str(&other.to_string()),
+        }
+        rest = &rest[b + 2..];
+    }
+    out.push_str(rest);
+    Ok(out.replace("\\n", "\n").replace("\\t", "\t"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

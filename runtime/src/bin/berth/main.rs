@@ -132,6 +132,9 @@ enum Cmd {
     Inspect {
         #[arg(required = true)]
         names: Vec<String>,
+        /// A template, such as {{.State.Status}} or {{json .Config}}, per object.
+        #[arg(short, long)]
+        format: Option<String>,
     },
     /// Give a container another name.
     Rename { container: String, name: String },
@@ -551,7 +554,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Cmd::Inspect { names } => {
+        Cmd::Inspect { names, format } => {
             let e = engine()?;
             let mut out = Vec::new();
             for n in &names {
@@ -568,7 +571,14 @@ fn run(cli: Cli) -> Result<u8> {
                     Err(err) => return Err(engine_err(err)),
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            match format {
+                Some(t) => {
+                    for v in &out {
+                        println!("{}", human::render(&t, v)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
             Ok(0)
         }
         Cmd::Rename { container, name } => {
@@ -837,6 +847,10 @@ fn cmd_ps(e: &Engine, o: &PsOptions) -> Result<()> {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let db = e.images.db()?;
+    // What a killed berth or monitor left is repaired first (rule 2 of DESIGN.md).
+    for c in e.containers.list()? {
+        let _ = run::repair(e, &c.id);
+    }
     let mut list = e.containers.list()?;
     list.reverse();
     if o.latest {

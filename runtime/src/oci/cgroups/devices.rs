@@ -84,6 +84,16 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
     let deny_all = rules
         .iter()
         .any(|r| !r.allow() && r.typ().unwrap_or_default() == LinuxDeviceType::A);
+    // An allow-everything rule followed only by allows (--privileged, with its
+    // device list): every access is allowed, whatever the rest say.
+    let whole = |r: &LinuxDeviceCgroup| r.typ().unwrap_or_default() == LinuxDeviceType::A;
+    if let Some(k) = rules.iter().rposition(whole)
+        && rules[k..].iter().all(|r| r.allow())
+    {
+        p.push(Insn::new(MOV64_K, 0, 0, 0, 1));
+        p.push(Insn::new(EXIT, 0, 0, 0, 0));
+        return p;
+    }
     // The last matching rule decides: test them from the last to the first.
     for rule in rules.iter().rev() {
         let mut block: Vec<Insn> = Vec::new();
@@ -146,23 +156,36 @@ fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i64> {
 pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     let code: Vec<u8> = program(rules).into_iter().flat_map(Insn::bytes).collect();
     let license = CString::new("Apache-2.0").expect("static");
-    let mut log = vec![0u8; 4096];
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&15u32.to_le_bytes()); // BPF_PROG_TYPE_CGROUP_DEVICE
-    attr[4..8].copy_from_slice(&((code.len() / 8) as u32).to_le_bytes());
-    attr[8..16].copy_from_slice(&(code.as_ptr() as u64).to_le_bytes());
-    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_le_bytes());
-    attr[24..28].copy_from_slice(&1u32.to_le_bytes()); // log_level
-    attr[28..32].copy_from_slice(&(log.len() as u32).to_le_bytes());
-    attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_le_bytes());
-    let fd = bpf(5, &mut attr).map_err(|e| {
-        let msg = String::from_utf8_lossy(&log)
-            .trim_end_matches('\0')
-            .trim()
-            .to_string();
-        Error::Other(format!(
-            "linux.resources.devices: loading the device filter: {e}: {msg}"
-        ))
+    // Loaded without the verifier's log first (a long program's log would not fit
+    // a small buffer, and the kernel then refuses with ENOSPC); on failure, again
+    // with a log large enough to say why.
+    let load = |log: &mut Vec<u8>| {
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&15u32.to_le_bytes()); // BPF_PROG_TYPE_CGROUP_DEVICE
+        attr[4..8].copy_from_slice(&((code.len() / 8) as u32).to_le_bytes());
+        attr[8..16].copy_from_slice(&(code.as_ptr() as u64).to_le_bytes());
+        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_le_bytes());
+        if !log.is_empty() {
+            attr[24..28].copy_from_slice(&1u32.to_le_bytes()); // log_level
+            attr[28..32].copy_from_slice(&(log.len() as u32).to_le_bytes());
+            attr[32..40].copy_from_slice(&(log.as_mut_ptr() as u64).to_le_bytes());
+        }
+        bpf(5, &mut attr)
+    };
+    let fd = load(&mut Vec::new()).or_else(|_| {
+        let mut log = vec![0u8; 1 << 20];
+        load(&mut log).map_err(|e| {
+            let msg = String::from_utf8_lossy(&log)
+                .trim_end_matches('\0')
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string();
+            Error::Other(format!(
+                "linux.resources.devices: loading the device filter: {e}: {msg}"
+            ))
+        })
     })?;
     // SAFETY: BPF_PROG_LOAD returned a new descriptor that we own.
     let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };

@@ -136,48 +136,60 @@ fn test() -> Result<()> {
 }
 
 fn demo() -> Result<()> {
-    setup::setup()?;
-    run(cargo().args(["build", "-p", "berth", "--bin", "berth-runc"]))?;
-    let bin = root().join("target/debug/berth-runc");
     let dir = root().join("target/demo");
     let _ = std::fs::remove_dir_all(&dir);
-    let bundle = bundle::busybox_bundle(&dir.join("bundle"), &bin)?;
+    let data = dir.join("data");
+    // The busybox image in a private data root (a user's /var/lib/berth is not touched).
+    image("busybox", &data, Some(dir.join("busybox.tar")))?;
+    let bin = root().join("target/debug/berth");
+    let berth = |args: &[&str]| -> Result<std::process::ExitStatus> {
+        println!("\n$ berth {}", args.join(" "));
+        Ok(Command::new(&bin)
+            .arg("--root")
+            .arg(&data)
+            .arg("--state")
+            .arg(dir.join("state"))
+            .args(args)
+            .status()?)
+    };
     let script = r#"
-echo "== berth-runc demo: a busybox container, and what it sees"
 echo "pid in its namespace:  $$"
 echo "hostname:              $(hostname)"
 echo "user:                  $(id)"
 echo "capabilities (eff):    $(grep CapEff /proc/self/status | cut -f2)"
-echo "no_new_privs:          $(grep NoNewPrivs /proc/self/status | cut -f2)"
 echo "seccomp mode:          $(grep '^Seccomp:' /proc/self/status | cut -f2)   (2 = filter)"
 echo "memory limit:          $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
-echo "pids limit:            $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
-echo "processes:"; ps -o pid,user,args
-echo "mounts:"; cut -d' ' -f2,3,4 /proc/mounts | sed 's/^/  /'
-echo "namespaces:"; for n in pid net ipc uts mnt cgroup; do echo "  $n -> $(readlink /proc/self/ns/$n)"; done
+echo "network:               $(ls /sys/class/net)"
+echo "root:                  $(grep ' / ' /proc/mounts | cut -d' ' -f1-3)"
 "#;
-    bundle::edit_config(&bundle, |c| {
-        c["process"]["args"] = serde_json::json!(["sh", "-c", script]);
-        c["hostname"] = serde_json::json!("berth-demo");
-        c["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 128 * 1024 * 1024 });
-        c["linux"]["resources"]["pids"] = serde_json::json!({ "limit": 64 });
-    })?;
-    println!("host namespaces, for comparison:");
-    for n in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
-        println!(
-            "  {n} -> {}",
-            std::fs::read_link(format!("/proc/self/ns/{n}"))?.display()
-        );
-    }
-    let state_root = dir.join("state");
-    run(Command::new(&bin)
+    let r = (|| -> Result<()> {
+        berth(&["images"])?;
+        berth(&["run", "--rm", "-m", "64m", "--name", "demo", "busybox", "sh", "-c", script])?;
+        let st = berth(&[
+            "run", "--rm", "-m", "16m", "busybox", "sh", "-c",
+            "echo allocating 100 MB under a 16 MiB limit; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+        ])?;
+        println!("exit code {:?} (137: the kernel's OOM killer ended it)", st.code());
+        berth(&["run", "-d", "--name", "ticker", "-m", "32m", "busybox", "sh", "-c", "while true; do date; sleep 1; done"])?;
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        berth(&["ps"])?;
+        berth(&["logs", "--tail", "2", "ticker"])?;
+        berth(&["exec", "ticker", "ps"])?;
+        berth(&["stats", "--no-stream", "ticker"])?;
+        berth(&["stop", "-t", "1", "ticker"])?;
+        berth(&["rm", "ticker"])?;
+        Ok(())
+    })();
+    let _ = Command::new(&bin)
         .arg("--root")
-        .arg(&state_root)
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg(format!("demo-{}", std::process::id())))?;
+        .arg(&data)
+        .arg("--state")
+        .arg(dir.join("state"))
+        .args(["rm", "-f", "demo", "ticker"])
+        .stderr(std::process::Stdio::null())
+        .status();
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    r
 }
 
 /// Builds busybox:latest from Debian's busybox-static as an OCI layout tar and

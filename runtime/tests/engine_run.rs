@@ -965,3 +965,57 @@ fn exec_pause_top_stats_restart_and_ps_filters() {
     b.ok(&["rm", "-f", "live", "idle", "failed"]);
     assert_eq!(b.mounts(), Vec::<String>::new());
 }
+
+#[test]
+fn system_df_prune_and_info() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    b.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 300000 /dev/zero > /big",
+    ]);
+    b.ok(&["run", "-d", "--name", "keeper", "busybox", "sleep", "300"]);
+    until_listed(&b, "keeper", true);
+    let df = b.ok(&["system", "df"]);
+    let row = |kind: &str| -> Vec<String> {
+        df.lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("{kind} in {df}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(row("Images")[1..3], ["1", "1"], "{df}");
+    // Two containers, one running; the stopped one's 300 kB layer is reclaimable.
+    let c = row("Containers");
+    assert_eq!(c[1..3], ["2", "1"], "{df}");
+    assert!(c[4].starts_with("300") && c[4].ends_with("kB"), "{df}");
+    let out = b.ok(&["system", "prune", "-f"]);
+    assert!(out.starts_with("Deleted Containers:"), "{out}");
+    assert!(out.contains("Total reclaimed space: 300"), "{out}");
+    let names = b.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(names, "keeper\n");
+    // The image is in use by the running one: still there.
+    assert!(b.ok(&["images", "-q"]).lines().count() == 1);
+    let info = b.ok(&["info"]);
+    for want in [
+        "Containers: 1",
+        " Running: 1",
+        "Images: 1",
+        "Cgroup Version: ",
+        "Kernel features missing: none",
+    ] {
+        assert!(info.contains(want), "{want:?} in {info}");
+    }
+    b.ok(&["rm", "-f", "keeper"]);
+    b.ok(&["system", "prune", "-a", "-f"]);
+    assert_eq!(b.ok(&["images", "-q"]), "");
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}

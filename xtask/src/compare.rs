@@ -5,6 +5,10 @@
 //! crun refuses this host's hybrid cgroup layout (a cgroup2 mount holding only
 //! hugetlb beside v1), so every runtime runs inside one private mount namespace
 //! where /sys/fs/cgroup/unified is unmounted: the same conditions for all three.
+//!
+//! Then the engines: `berth run --rm --network none busybox true` next to
+//! `berth-runc run` of the same bundle and Debian's `podman run --rm` of the same
+//! image, interleaved (podman is installed when missing).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,10 +21,20 @@ use crate::{bundle, root, run, setup};
 pub fn compare(rounds: usize, inner: bool) -> Result<()> {
     if !inner {
         setup::setup()?;
+        setup::setup_packages(&["podman"])?;
         run(
             Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .current_dir(root())
-                .args(["build", "--release", "-p", "berth", "--bin", "berth-runc"]),
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "berth",
+                    "--bin",
+                    "berth-runc",
+                    "--bin",
+                    "berth",
+                ]),
         )?;
         let me = std::env::current_exe()?;
         return run(Command::new("unshare")
@@ -111,6 +125,133 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
     println!("written to {}", dir.join("start.md").display());
     if stats[0].is_none() {
         bail!("berth-runc never succeeded");
+    }
+    engine_runs(rounds, &dir, &bundle)
+}
+
+/// `berth run --rm --network none busybox true` next to `berth-runc run` of the
+/// same bundle and `podman run --rm --network none` of the same image (loaded
+/// from the same archive), interleaved.
+fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
+    let berth = root().join("target/release/berth");
+    let runc = root().join("target/release/berth-runc");
+    let data = dir.join("engine-data");
+    let state = dir.join("engine-state");
+    let _ = std::fs::remove_dir_all(&data);
+    let tar = dir.join("busybox.tar");
+    let img = berth::image::build::busybox(Path::new("/bin/busybox"))?;
+    berth::image::build::ImageBuilder::write_oci_tar(
+        &[(&img, Some("busybox:latest"))],
+        std::fs::File::create(&tar)?,
+    )?;
+    run(Command::new(&berth)
+        .arg("--root")
+        .arg(&data)
+        .args(["load", "-q", "-i"])
+        .arg(&tar))?;
+    let mut cmds: Vec<(String, Command)> = Vec::new();
+    let mut b = Command::new(&berth);
+    b.arg("--root").arg(&data).arg("--state").arg(&state).args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    cmds.push(("berth run --rm".into(), b));
+    let mut r = Command::new(&runc);
+    r.arg("--root")
+        .arg(dir.join("engine-runc"))
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg("cmp-engine");
+    cmds.push(("berth-runc run".into(), r));
+    let podman_root = dir.join("podman");
+    let podman = setup::which("podman").and_then(|p| {
+        let base = |c: &mut Command| {
+            c.arg("--root")
+                .arg(podman_root.join("root"))
+                .arg("--runroot")
+                .arg(podman_root.join("run"))
+                .args(["--cgroup-manager", "cgroupfs", "--events-backend", "none"]);
+        };
+        let mut load = Command::new(&p);
+        base(&mut load);
+        load.args(["load", "-q", "-i"]).arg(&tar);
+        match load.output() {
+            Ok(o) if o.status.success() => {
+                let mut c = Command::new(&p);
+                base(&mut c);
+                c.args(["run", "--rm", "--network", "none", "busybox:latest", "true"]);
+                Some(c)
+            }
+            Ok(o) => {
+                println!(
+                    "podman load failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                println!("podman: {e}");
+                None
+            }
+        }
+    });
+    match podman {
+        Some(c) => cmds.push(("podman run --rm".into(), c)),
+        None => {
+            println!("podman: not installed or not usable here, skipped (apt-get install podman)")
+        }
+    }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cmds.len()];
+    let mut failures = Vec::new();
+    for _ in 0..rounds {
+        for (i, (name, c)) in cmds.iter_mut().enumerate() {
+            let t0 = Instant::now();
+            let out = c.stdin(Stdio::null()).output()?;
+            let dt = t0.elapsed();
+            if out.status.success() {
+                times[i].push(dt);
+            } else if failures.len() < 5 {
+                failures.push(format!(
+                    "{name}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+    }
+    for f in &failures {
+        println!("failed: {f}");
+    }
+    let stats: Vec<Option<(f64, f64, f64)>> = times.iter().map(|t| summary(t)).collect();
+    let mut md = String::from(
+        "| command | runs | median ms | min ms | max ms | it / berth run (median) |\n|---|---|---|---|---|---|\n",
+    );
+    let base = stats[0].map(|s| s.0);
+    for ((name, _), (st, t)) in cmds.iter().zip(stats.iter().zip(&times)) {
+        match st {
+            Some((med, min, max)) => {
+                let ratio = base.map(|b| format!("{:.2}", med / b)).unwrap_or_default();
+                md.push_str(&format!(
+                    "| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {ratio} |\n",
+                    t.len()
+                ));
+            }
+            None => md.push_str(&format!("| {name} | 0 | – | – | – | – |\n")),
+        }
+    }
+    println!(
+        "\nbusybox `true` from the image (berth, podman) or the bundle (berth-runc), --network none, {rounds} interleaved rounds:\n\n{md}"
+    );
+    std::fs::write(dir.join("engine.md"), &md)?;
+    println!("written to {}", dir.join("engine.md").display());
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_dir_all(&podman_root);
+    if stats[0].is_none() {
+        bail!("berth run never succeeded");
     }
     Ok(())
 }

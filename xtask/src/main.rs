@@ -164,13 +164,35 @@ echo "root:                  $(grep ' / ' /proc/mounts | cut -d' ' -f1-3)"
 "#;
     let r = (|| -> Result<()> {
         berth(&["images"])?;
-        berth(&["run", "--rm", "-m", "64m", "--name", "demo", "busybox", "sh", "-c", script])?;
+        berth(&[
+            "run", "--rm", "-m", "64m", "--name", "demo", "busybox", "sh", "-c", script,
+        ])?;
         let st = berth(&[
-            "run", "--rm", "-m", "16m", "busybox", "sh", "-c",
+            "run",
+            "--rm",
+            "-m",
+            "16m",
+            "busybox",
+            "sh",
+            "-c",
             "echo allocating 100 MB under a 16 MiB limit; x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
         ])?;
-        println!("exit code {:?} (137: the kernel's OOM killer ended it)", st.code());
-        berth(&["run", "-d", "--name", "ticker", "-m", "32m", "busybox", "sh", "-c", "while true; do date; sleep 1; done"])?;
+        println!(
+            "exit code {:?} (137: the kernel's OOM killer ended it)",
+            st.code()
+        );
+        berth(&[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "-m",
+            "32m",
+            "busybox",
+            "sh",
+            "-c",
+            "while true; do date; sleep 1; done",
+        ])?;
         std::thread::sleep(std::time::Duration::from_millis(1500));
         berth(&["ps"])?;
         berth(&["logs", "--tail", "2", "ticker"])?;

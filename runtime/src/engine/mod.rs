@@ -15,6 +15,7 @@ pub mod manage;
 pub mod monitor;
 pub mod network;
 pub mod run;
+pub mod system;
 
 use std::path::{Path, PathBuf};
 

@@ -183,6 +183,11 @@ enum Cmd {
     },
     /// Show a container's processes.
     Top { container: String },
+    /// Manage berth's data: df, prune.
+    #[command(subcommand)]
+    System(SystemCmd),
+    /// What this host gives berth: cgroups, storage, kernel features missing.
+    Info,
     /// Show containers' resource use (CPU, memory, network, block I/O, pids).
     Stats {
         /// Containers (all running ones if none).
@@ -345,6 +350,21 @@ struct RunArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Disk used by images and containers, and what prune would free.
+    Df,
+    /// Remove stopped containers and dangling (with -a: all unused) images.
+    Prune {
+        /// Every unused image, not only untagged ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -656,6 +676,79 @@ fn run(cli: Cli) -> Result<u8> {
             for c in &containers {
                 live::pause(&e, c, false).map_err(engine_err)?;
                 println!("{c}");
+            }
+            Ok(0)
+        }
+        Cmd::System(SystemCmd::Df) => {
+            let (images, cs) = berth::engine::system::df(&engine()?).map_err(engine_err)?;
+            let pct = |u: &berth::engine::system::Usage| match (u.reclaimable * 100)
+                .checked_div(u.size)
+            {
+                Some(p) => format!("{} ({p}%)", human::size(u.reclaimable)),
+                None => "0B".to_string(),
+            };
+            let rows = vec![
+                ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+                vec![
+                    "Images".into(),
+                    images.total.to_string(),
+                    images.active.to_string(),
+                    human::size(images.size),
+                    pct(&images),
+                ],
+                vec![
+                    "Containers".into(),
+                    cs.total.to_string(),
+                    cs.active.to_string(),
+                    human::size(cs.size),
+                    pct(&cs),
+                ],
+            ];
+            print!("{}", human::table(&rows));
+            Ok(0)
+        }
+        Cmd::System(SystemCmd::Prune { all, force }) => {
+            if !force {
+                eprint!(
+                    "WARNING! This will remove:\n  - all stopped containers\n  - all {} images\nAre you sure you want to continue? [y/N] ",
+                    if all { "unused" } else { "dangling" }
+                );
+                let mut answer = String::new();
+                io::stdin().lock().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Ok(0);
+                }
+            }
+            let (cs, freed, images) =
+                berth::engine::system::prune(&engine()?, all).map_err(engine_err)?;
+            if !cs.is_empty() {
+                println!("Deleted Containers:");
+                for c in &cs {
+                    println!("{c}");
+                }
+                println!();
+            }
+            let mut images = images;
+            images.freed += freed;
+            print_removal(&images, true);
+            Ok(0)
+        }
+        Cmd::Info => {
+            let berth::engine::system::Info { lines, missing } =
+                berth::engine::system::info(&engine()?).map_err(engine_err)?;
+            for (k, v) in lines {
+                println!("{k}: {v}");
+            }
+            if missing.is_empty() {
+                println!("Kernel features missing: none");
+            } else {
+                println!("Kernel features missing:");
+                for m in missing {
+                    println!("  {m}");
+                }
             }
             Ok(0)
         }

@@ -168,6 +168,7 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
         .arg("cmp-engine");
     cmds.push(("berth-runc run".into(), r));
     let podman_root = dir.join("podman");
+    let _ = std::fs::remove_dir_all(&podman_root);
     let podman = setup::which("podman").and_then(|p| {
         let base = |c: &mut Command| {
             c.arg("--root")
@@ -183,7 +184,21 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
             Ok(o) if o.status.success() => {
                 let mut c = Command::new(&p);
                 base(&mut c);
-                c.args(["run", "--rm", "--network", "none", "busybox:latest", "true"]);
+                // podman raises nofile and nproc to values above this machine's
+                // hard limits, which crun then cannot set without
+                // CAP_SYS_RESOURCE (absent here): the limits of berth's spec.
+                c.args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--ulimit",
+                    "nofile=1024:1024",
+                    "--ulimit",
+                    "nproc=1024:1024",
+                    "busybox:latest",
+                    "true",
+                ]);
                 Some(c)
             }
             Ok(o) => {

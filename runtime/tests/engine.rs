@@ -548,16 +548,7 @@ fn volumes_tmpfs_read_only_env_file_and_limits() {
         (vec!["--tmpfs", "scratch"], "invalid --tmpfs \"scratch\""),
         (vec!["--env-file", "/nonexistent/env"], "/nonexistent/env"),
     ] {
-        let mut full = vec!["run", "--rm"];
-        full.extend(args.iter().copied());
-        full.extend(["busybox", "true"]);
-        let o = b.run(&full);
-        assert_eq!(o.status.code(), Some(125), "{full:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            err.contains(want) && err.lines().count() == 1,
-            "{full:?}: {err}"
-        );
+        b.refuses_run(&args, want);
     }
     assert_eq!(b.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(b.mounts(), Vec::<String>::new());

@@ -10,6 +10,7 @@
 //! `berth-runc run` of the same bundle and Debian's `podman run --rm` of the same
 //! image, interleaved (podman is installed when missing).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,53 +71,23 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
             None => println!("{name}: not installed, skipped"),
         }
     }
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runtimes.len()];
-    let mut failures: Vec<String> = Vec::new();
-    for round in 0..rounds {
-        for (i, (name, bin)) in runtimes.iter().enumerate() {
-            let state = dir.join(format!("state-{name}"));
-            let id = format!("cmp-{name}-{round}");
-            let t0 = Instant::now();
-            let out = Command::new(bin)
-                .arg("--root")
-                .arg(&state)
-                .args(["run", "--bundle"])
-                .arg(&bundle)
-                .arg(&id)
-                .stdin(Stdio::null())
-                .output()
-                .with_context(|| format!("running {name}"))?;
-            let dt = t0.elapsed();
-            if out.status.success() {
-                times[i].push(dt);
-            } else if failures.len() < 5 {
-                failures.push(format!(
-                    "{name}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-    }
-    for f in &failures {
-        println!("failed: {f}");
-    }
-    let stats: Vec<Option<(f64, f64, f64)>> = times.iter().map(|t| summary(t)).collect();
-    let mut md = String::from(
-        "| runtime | runs | median ms | min ms | max ms | berth-runc / it (median) |\n|---|---|---|---|---|---|\n",
+    let names: Vec<String> = runtimes.iter().map(|(n, _)| n.clone()).collect();
+    let times = interleave(&names, rounds, |i, round| {
+        let (name, bin) = &runtimes[i];
+        let mut c = Command::new(bin);
+        c.arg("--root")
+            .arg(dir.join(format!("state-{name}")))
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(format!("cmp-{name}-{round}"));
+        c
+    })?;
+    let (md, stats) = table(
+        &names,
+        &times,
+        "| runtime | runs | median ms | min ms | max ms | berth-runc / it (median) |",
+        |base, med| base / med,
     );
-    let base = stats[0].map(|s| s.0);
-    for ((name, _), (st, t)) in runtimes.iter().zip(stats.iter().zip(&times)) {
-        match st {
-            Some((med, min, max)) => {
-                let ratio = base.map(|b| format!("{:.2}", b / med)).unwrap_or_default();
-                md.push_str(&format!(
-                    "| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {ratio} |\n",
-                    t.len()
-                ));
-            }
-            None => md.push_str(&format!("| {name} | 0 | – | – | – | – |\n")),
-        }
-    }
     println!(
         "\n`RUNTIME run` of busybox `true` (create+start+wait+delete), {rounds} interleaved rounds:\n\n{md}"
     );
@@ -149,57 +120,78 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
         .arg(&data)
         .args(["load", "-q", "-i"])
         .arg(&tar))?;
-    let mut cmds: Vec<(String, Command)> = Vec::new();
-    let mut b = Command::new(&berth);
-    b.arg("--root").arg(&data).arg("--state").arg(&state).args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
-        "true",
-    ]);
-    cmds.push(("berth run --rm".into(), b));
-    let mut r = Command::new(&runc);
-    r.arg("--root")
-        .arg(dir.join("engine-runc"))
-        .args(["run", "--bundle"])
-        .arg(bundle)
-        .arg("cmp-engine");
-    cmds.push(("berth-runc run".into(), r));
+    // Each command as its argv, run afresh every round.
+    let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| -> Vec<OsString> {
+        v.iter().map(|a| a.as_ref().to_os_string()).collect()
+    };
+    let mut cmds: Vec<(String, Vec<OsString>)> = vec![
+        (
+            "berth run --rm".into(),
+            os(&[
+                &berth,
+                &"--root",
+                &data,
+                &"--state",
+                &state,
+                &"run",
+                &"--rm",
+                &"--network",
+                &"none",
+                &"busybox",
+                &"true",
+            ]),
+        ),
+        (
+            "berth-runc run".into(),
+            os(&[
+                &runc,
+                &"--root",
+                &dir.join("engine-runc"),
+                &"run",
+                &"--bundle",
+                &bundle,
+                &"cmp-engine",
+            ]),
+        ),
+    ];
     let podman_root = dir.join("podman");
     let _ = std::fs::remove_dir_all(&podman_root);
     let podman = setup::which("podman").and_then(|p| {
-        let base = |c: &mut Command| {
-            c.arg("--root")
-                .arg(podman_root.join("root"))
-                .arg("--runroot")
-                .arg(podman_root.join("run"))
-                .args(["--cgroup-manager", "cgroupfs", "--events-backend", "none"]);
-        };
-        let mut load = Command::new(&p);
-        base(&mut load);
-        load.args(["load", "-q", "-i"]).arg(&tar);
-        match load.output() {
+        let base = os(&[
+            &p,
+            &"--root",
+            &podman_root.join("root"),
+            &"--runroot",
+            &podman_root.join("run"),
+            &"--cgroup-manager",
+            &"cgroupfs",
+            &"--events-backend",
+            &"none",
+        ]);
+        match Command::new(&base[0])
+            .args(&base[1..])
+            .args(["load", "-q", "-i"])
+            .arg(&tar)
+            .output()
+        {
             Ok(o) if o.status.success() => {
-                let mut c = Command::new(&p);
-                base(&mut c);
                 // podman raises nofile and nproc to values above this machine's
                 // hard limits, which crun then cannot set without
                 // CAP_SYS_RESOURCE (absent here): the limits of berth's spec.
-                c.args([
-                    "run",
-                    "--rm",
-                    "--network",
-                    "none",
-                    "--ulimit",
-                    "nofile=1024:1024",
-                    "--ulimit",
-                    "nproc=1024:1024",
-                    "busybox:latest",
-                    "true",
-                ]);
-                Some(c)
+                let mut argv = base;
+                argv.extend(os(&[
+                    &"run",
+                    &"--rm",
+                    &"--network",
+                    &"none",
+                    &"--ulimit",
+                    &"nofile=1024:1024",
+                    &"--ulimit",
+                    &"nproc=1024:1024",
+                    &"busybox:latest",
+                    &"true",
+                ]));
+                Some(argv)
             }
             Ok(o) => {
                 println!(
@@ -215,48 +207,24 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
         }
     });
     match podman {
-        Some(c) => cmds.push(("podman run --rm".into(), c)),
+        Some(argv) => cmds.push(("podman run --rm".into(), argv)),
         None => {
             println!("podman: not installed or not usable here, skipped (apt-get install podman)")
         }
     }
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cmds.len()];
-    let mut failures = Vec::new();
-    for _ in 0..rounds {
-        for (i, (name, c)) in cmds.iter_mut().enumerate() {
-            let t0 = Instant::now();
-            let out = c.stdin(Stdio::null()).output()?;
-            let dt = t0.elapsed();
-            if out.status.success() {
-                times[i].push(dt);
-            } else if failures.len() < 5 {
-                failures.push(format!(
-                    "{name}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-    }
-    for f in &failures {
-        println!("failed: {f}");
-    }
-    let stats: Vec<Option<(f64, f64, f64)>> = times.iter().map(|t| summary(t)).collect();
-    let mut md = String::from(
-        "| command | runs | median ms | min ms | max ms | it / berth run (median) |\n|---|---|---|---|---|---|\n",
+    let names: Vec<String> = cmds.iter().map(|(n, _)| n.clone()).collect();
+    let times = interleave(&names, rounds, |i, _| {
+        let argv = &cmds[i].1;
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        c
+    })?;
+    let (md, stats) = table(
+        &names,
+        &times,
+        "| command | runs | median ms | min ms | max ms | it / berth run (median) |",
+        |base, med| med / base,
     );
-    let base = stats[0].map(|s| s.0);
-    for ((name, _), (st, t)) in cmds.iter().zip(stats.iter().zip(&times)) {
-        match st {
-            Some((med, min, max)) => {
-                let ratio = base.map(|b| format!("{:.2}", med / b)).unwrap_or_default();
-                md.push_str(&format!(
-                    "| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {ratio} |\n",
-                    t.len()
-                ));
-            }
-            None => md.push_str(&format!("| {name} | 0 | – | – | – | – |\n")),
-        }
-    }
     println!(
         "\nbusybox `true` from the image (berth, podman) or the bundle (berth-runc), --network none, {rounds} interleaved rounds:\n\n{md}"
     );
@@ -271,7 +239,73 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
     Ok(())
 }
 
-fn summary(t: &[Duration]) -> Option<(f64, f64, f64)> {
+/// Runs command `make(i, round)` for each name, round after round, and keeps
+/// the wall time of each success (the first failures are printed).
+fn interleave(
+    names: &[String],
+    rounds: usize,
+    mut make: impl FnMut(usize, usize) -> Command,
+) -> Result<Vec<Vec<Duration>>> {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    let mut failures: Vec<String> = Vec::new();
+    for round in 0..rounds {
+        for (i, name) in names.iter().enumerate() {
+            let mut c = make(i, round);
+            let t0 = Instant::now();
+            let out = c
+                .stdin(Stdio::null())
+                .output()
+                .with_context(|| format!("running {name}"))?;
+            let dt = t0.elapsed();
+            if out.status.success() {
+                times[i].push(dt);
+            } else if failures.len() < 5 {
+                failures.push(format!(
+                    "{name}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+    }
+    for f in &failures {
+        println!("failed: {f}");
+    }
+    Ok(times)
+}
+
+/// A markdown table of `times` (median, min, max per name) with `header`; the
+/// last column is `ratio(first's median, this one's median)`. Also returns the
+/// summaries.
+fn table(
+    names: &[String],
+    times: &[Vec<Duration>],
+    header: &str,
+    ratio: impl Fn(f64, f64) -> f64,
+) -> (String, Vec<Summary>) {
+    let stats: Vec<Summary> = times.iter().map(|t| summary(t)).collect();
+    let mut md = format!("{header}\n|---|---|---|---|---|---|\n");
+    let base = stats[0].map(|s| s.0);
+    for (name, (st, t)) in names.iter().zip(stats.iter().zip(times)) {
+        match st {
+            Some((med, min, max)) => {
+                let r = base
+                    .map(|b| format!("{:.2}", ratio(b, *med)))
+                    .unwrap_or_default();
+                md.push_str(&format!(
+                    "| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {r} |\n",
+                    t.len()
+                ));
+            }
+            None => md.push_str(&format!("| {name} | 0 | – | – | – | – |\n")),
+        }
+    }
+    (md, stats)
+}
+
+/// (median, min, max) in milliseconds; None without a success.
+type Summary = Option<(f64, f64, f64)>;
+
+fn summary(t: &[Duration]) -> Summary {
     if t.is_empty() {
         return None;
     }

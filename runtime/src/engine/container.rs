@@ -211,6 +211,24 @@ pub struct RunState {
     pub paused: bool,
 }
 
+/// Whether process `pid` exists.
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && crate::oci::state::process_start_time(pid).is_some()
+}
+
+impl RunState {
+    /// Its init runs.
+    pub fn init_running(&self) -> bool {
+        self.status == Status::Running && alive(self.pid)
+    }
+
+    /// Shown as running: its init runs, or the process that waits for it has
+    /// not recorded its end yet.
+    pub fn shown_running(&self) -> bool {
+        self.status == Status::Running && (alive(self.pid) || alive(self.monitor))
+    }
+}
+
 /// A container.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Container {

@@ -5,12 +5,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::container::{Container, Status};
+use super::container::Container;
 use super::{Engine, Error, Result};
 use crate::oci::cgroups::{self, Usage};
 use crate::oci::exec::{ExecOptions, spawn, wait_exit_code};
 use crate::oci::ops;
-use crate::oci::state::process_start_time;
 
 /// What `berth exec` runs.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +33,7 @@ pub struct ExecRequest {
 /// The container `what`, which must be running (and not paused).
 fn running(e: &Engine, what: &str) -> Result<Container> {
     let c = e.containers.resolve(what)?;
-    if c.state.status != Status::Running || process_start_time(c.state.pid).is_none() {
+    if !c.state.init_running() {
         return Err(Error::State {
             id: c.id[..12].to_string(),
             msg: "is not running".into(),
@@ -272,9 +271,7 @@ pub fn stats(e: &Engine, which: &[String], interval: Duration) -> Result<Vec<Sta
         e.containers
             .list()?
             .into_iter()
-            .filter(|c| {
-                c.state.status == Status::Running && process_start_time(c.state.pid).is_some()
-            })
+            .filter(|c| c.state.init_running())
             .collect()
     } else {
         which

@@ -93,6 +93,14 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
+/// A failed system call, as the OCI runtime reports one.
+pub(crate) fn sys(what: &str, source: nix::errno::Errno) -> Error {
+    Error::Oci(crate::oci::Error::Sys {
+        what: what.to_string(),
+        source,
+    })
+}
+
 /// The engine over one data root (`--root`) and one runtime state root (`--state`).
 pub struct Engine {
     /// Persistent data: images, layers, containers.

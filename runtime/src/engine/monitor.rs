@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::container::Status;
 use super::run::{finish, launch, remove};
-use super::{Engine, Error, IoContext, Result};
+use super::{Engine, Error, IoContext, Result, sys};
 use crate::oci::time::now_rfc3339_nanos;
 
 /// The log file of a container.
@@ -140,13 +140,6 @@ fn rotated(path: &Path, i: u32) -> std::path::PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{i}"));
     s.into()
-}
-
-fn sys(what: &str, e: nix::errno::Errno) -> Error {
-    Error::Oci(crate::oci::Error::Sys {
-        what: what.into(),
-        source: e,
-    })
 }
 
 /// Sets this process's fd `to` to `fd` (what the container inherits at create).
@@ -449,8 +442,7 @@ pub fn wait_stopped(e: &Engine, id: &str, limit: Option<Duration>) -> Result<Opt
         if c.state.status != Status::Running {
             return Ok(Some(c.state.exit_code));
         }
-        let alive = |pid: i32| pid > 0 && crate::oci::state::process_start_time(pid).is_some();
-        if !alive(c.state.pid) && !alive(c.state.monitor) {
+        if !c.state.shown_running() {
             // Nobody is left to record the exit (the monitor was killed): reconcile.
             let _l = e.containers.lock(id)?;
             let mut c = e.containers.load(id)?;

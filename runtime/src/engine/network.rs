@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use nix::sched::{CloneFlags, setns};
 
 use super::container::{Container, NetworkMode};
-use super::{Error, IoContext, Result};
+use super::{IoContext, Result, sys};
 
 /// Prepares the network of container `c`, whose init (`pid`) waits to be started.
 pub fn prepare(c: &Container, pid: i32) -> Result<()> {
@@ -28,12 +28,6 @@ pub fn loopback_up(pid: i32) -> Result<()> {
     let path = format!("/proc/{pid}/ns/net");
     let target = File::open(&path).io("opening", &path)?;
     let own = File::open("/proc/thread-self/ns/net").io("opening", "/proc/thread-self/ns/net")?;
-    let sys = |what: &str, e: nix::errno::Errno| {
-        Error::Oci(crate::oci::Error::Sys {
-            what: what.to_string(),
-            source: e,
-        })
-    };
     setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| sys(&format!("setns {path}"), e))?;
     // A socket belongs to the namespace it was made in.
     // SAFETY: socket(2) with constants.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::config::{oci_config, write_bundle};
 use super::container::{
-    Container, NetworkMode, RestartPolicy, RunConfig, RunState, Status, random_id,
+    Container, NetworkMode, RestartPolicy, RunConfig, RunState, Status, alive, random_id,
 };
 use super::{Engine, Error, IoContext, Result};
 use crate::image::commit::{CommitOptions, commit as commit_image};
@@ -29,7 +29,6 @@ use crate::layers::overlay::unmount;
 use crate::oci::create::{CreateOptions, create as oci_create};
 use crate::oci::exec::wait_exit_code;
 use crate::oci::ops;
-use crate::oci::state::process_start_time;
 use crate::oci::time::now_rfc3339_nanos;
 
 /// What `create`/`run` take besides the image.
@@ -323,7 +322,6 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
 /// is cleaned up and marked exited (255). One whose init runs on without its
 /// monitor is left running (`stop` and `rm -f` end it).
 fn reconcile(e: &Engine, c: &mut Container) -> Result<()> {
-    let alive = |pid: i32| pid > 0 && process_start_time(pid).is_some();
     let oci = ops::open(&e.oci, &c.id).ok().map(|o| o.status);
     if c.state.status == Status::Running {
         if alive(c.state.monitor) {
@@ -371,7 +369,6 @@ pub(crate) fn reconcile_pub(e: &Engine, c: &mut Container) -> Result<()> {
 /// [`reconcile`]); cheap when there is nothing to do. `ps` calls it for each one.
 pub fn repair(e: &Engine, id: &str) -> Result<()> {
     let c = e.containers.load(id)?;
-    let alive = |pid: i32| pid > 0 && process_start_time(pid).is_some();
     let suspect = match c.state.status {
         Status::Running => !alive(c.state.monitor),
         _ => e.oci.dir(id).exists() || is_mount_point(&e.images.snapshots().get(id)?.rootfs()),
@@ -432,7 +429,7 @@ pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> 
                     &other[..12.min(other.len())]
                 ),
             })?;
-            if o.state.status != Status::Running || process_start_time(o.state.pid).is_none() {
+            if !o.state.init_running() {
                 return Err(Error::State {
                     id: c.id[..12].to_string(),
                     msg: format!(
@@ -685,7 +682,7 @@ pub fn remove(e: &Engine, what: &str, force: bool) -> Result<String> {
         let _ = ops::kill_container(&e.oci, &c.id, libc::SIGKILL, true);
         // Its foreground `berth` reaps it; wait (briefly) for the init to be gone.
         for _ in 0..200 {
-            if process_start_time(c.state.pid).is_none() {
+            if !alive(c.state.pid) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -771,10 +768,7 @@ pub fn exit_code_for(err: &Error) -> u8 {
 /// `berth inspect` of a container: Docker's field names.
 pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
     let c = e.containers.resolve(what)?;
-    // Running until the process that waits for it has recorded its end.
-    let alive = |pid: i32| pid > 0 && process_start_time(pid).is_some();
-    let running =
-        c.state.status == Status::Running && (alive(c.state.pid) || alive(c.state.monitor));
+    let running = c.state.shown_running();
     let snap = e.images.snapshots().get(&c.id)?;
     let lowers: Vec<String> = snap
         .lower_dirs()

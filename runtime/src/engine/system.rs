@@ -6,7 +6,6 @@ use std::path::Path;
 use super::container::Status;
 use super::{Engine, Result};
 use crate::image::manage::{self, Removal};
-use crate::oci::state::process_start_time;
 
 /// Bytes of the regular files under `dir` (links not followed, each inode once).
 pub fn disk_usage(dir: &Path) -> u64 {
@@ -28,6 +27,15 @@ pub fn disk_usage(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Bytes in a container's read-write layer.
+fn layer_size(e: &Engine, id: &str) -> u64 {
+    e.images
+        .snapshots()
+        .get(id)
+        .map(|s| disk_usage(&s.upper()))
+        .unwrap_or(0)
 }
 
 /// One line of `system df`.
@@ -61,14 +69,9 @@ pub fn df(e: &Engine) -> Result<(Usage, Usage)> {
     let mut cs = Usage::default();
     for c in &containers {
         cs.total += 1;
-        let size = e
-            .images
-            .snapshots()
-            .get(&c.id)
-            .map(|s| disk_usage(&s.upper()))
-            .unwrap_or(0);
+        let size = layer_size(e, &c.id);
         cs.size += size;
-        if c.state.status == Status::Running && process_start_time(c.state.pid).is_some() {
+        if c.state.init_running() {
             cs.active += 1;
         } else {
             cs.reclaimable += size;
@@ -91,12 +94,7 @@ pub fn prune(e: &Engine, all: bool) -> Result<(Vec<String>, u64, Removal)> {
         if c.state.status == Status::Running {
             continue;
         }
-        let size = e
-            .images
-            .snapshots()
-            .get(&c.id)
-            .map(|s| disk_usage(&s.upper()))
-            .unwrap_or(0);
+        let size = layer_size(e, &c.id);
         // A container started meanwhile is refused by remove: it stays.
         if super::run::remove(e, &c.id, false).is_ok() {
             removed.push(c.id);
@@ -121,10 +119,7 @@ pub fn info(e: &Engine) -> Result<Info> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut missing = Vec::new();
     let list = e.containers.list()?;
-    let running = list
-        .iter()
-        .filter(|c| c.state.status == Status::Running && process_start_time(c.state.pid).is_some())
-        .count();
+    let running = list.iter().filter(|c| c.state.init_running()).count();
     let paused = list
         .iter()
         .filter(|c| c.state.paused && c.state.status == Status::Running)

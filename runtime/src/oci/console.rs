@@ -17,6 +17,25 @@ pub fn connect(path: &Path) -> Result<UnixStream> {
     UnixStream::connect(path).io("connecting to console socket", path)
 }
 
+/// Where the container's pty master goes: (the socket the container side sends
+/// it on, the caller's end when the caller keeps it). A `--console-socket` is
+/// connected to; without one, `keep_master` makes a socketpair whose other end
+/// the caller receives the master on.
+pub fn endpoints(
+    console_socket: Option<&Path>,
+    keep_master: bool,
+) -> Result<(Option<UnixStream>, Option<UnixStream>)> {
+    match console_socket {
+        Some(p) => Ok((Some(connect(p)?), None)),
+        None if keep_master => {
+            let (ours, theirs) =
+                UnixStream::pair().io("socketpair for the console", "(socketpair)")?;
+            Ok((Some(theirs), Some(ours)))
+        }
+        None => Ok((None, None)),
+    }
+}
+
 /// Makes a pty, sends its master to `socket`, and returns the slave.
 pub fn create_and_send(socket: &UnixStream) -> Result<OwnedFd> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)

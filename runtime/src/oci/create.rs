@@ -163,15 +163,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     }
     let prepared = Prepared::new(process, linux.seccomp().as_ref(), &store.bpf_cache())?;
     let cgroup = cgroups::resolve(linux.cgroups_path().as_deref(), &opts.id)?;
-    let (console, ours) = match &opts.console_socket {
-        Some(p) => (Some(super::console::connect(p)?), None),
-        None if keep_master => {
-            let (ours, theirs) =
-                UnixStream::pair().io("socketpair for the console", "(socketpair)")?;
-            (Some(theirs), Some(ours))
-        }
-        None => (None, None),
-    };
+    let (console, ours) = super::console::endpoints(opts.console_socket.as_deref(), keep_master)?;
 
     let dir = store.create(&opts.id)?;
     let mut undo = Undo {

@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use super::cgroups;
 use super::channel::{self, Message};
 use super::create::{clone_raw, write_pid_file};
-use super::error::{Error, IoContext, Result};
+use super::error::{Error, Result};
 use super::namespaces::{self, JOIN_ORDER, Plan};
 use super::ops;
 use super::process::Prepared;
@@ -94,15 +94,7 @@ pub fn spawn(store: &Store, opts: &ExecOptions) -> Result<Spawned> {
         ));
     }
     let prepared = Prepared::new(&opts.process, linux.seccomp().as_ref(), &store.bpf_cache())?;
-    let (console, ours) = match &opts.console_socket {
-        Some(p) => (Some(super::console::connect(p)?), None),
-        None if keep_master => {
-            let (ours, theirs) =
-                UnixStream::pair().io("socketpair for the console", "(socketpair)")?;
-            (Some(theirs), Some(ours))
-        }
-        None => (None, None),
-    };
+    let (console, ours) = super::console::endpoints(opts.console_socket.as_deref(), keep_master)?;
     // pid and time namespaces apply to children: join them here.
     for (t, f, p) in &files {
         if matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {

@@ -58,6 +58,21 @@ impl Berth {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// `run --rm ARGS busybox true` is refused: exit 125 and one line of error
+    /// that contains `want`.
+    pub fn refuses_run(&self, args: &[&str], want: &str) {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args.iter().copied());
+        full.extend(["busybox", "true"]);
+        let o = self.run(&full);
+        assert_eq!(o.status.code(), Some(125), "{full:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(want) && err.lines().count() == 1,
+            "{full:?}: {err}"
+        );
+    }
+
     pub fn mounts(&self) -> Vec<String> {
         fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()

@@ -663,18 +663,11 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Cmd::Pause { containers } => {
+        Cmd::Pause { ref containers } | Cmd::Unpause { ref containers } => {
+            let freeze = matches!(cli.cmd, Cmd::Pause { .. });
             let e = engine()?;
-            for c in &containers {
-                live::pause(&e, c, true).map_err(engine_err)?;
-                println!("{c}");
-            }
-            Ok(0)
-        }
-        Cmd::Unpause { containers } => {
-            let e = engine()?;
-            for c in &containers {
-                live::pause(&e, c, false).map_err(engine_err)?;
+            for c in containers {
+                live::pause(&e, c, freeze).map_err(engine_err)?;
                 println!("{c}");
             }
             Ok(0)
@@ -952,9 +945,7 @@ fn cmd_ps(e: &Engine, o: &PsOptions) -> Result<()> {
     let mut rows: Vec<std::collections::BTreeMap<&str, String>> = Vec::new();
     for c in list {
         // A "running" container whose init is gone is shown as it will be reconciled.
-        let running = c.state.status == Status::Running
-            && (berth::oci::state::process_start_time(c.state.pid).is_some()
-                || berth::oci::state::process_start_time(c.state.monitor).is_some());
+        let running = c.state.shown_running();
         let state = match c.state.status {
             Status::Created => "created",
             _ if running && c.state.paused => "paused",

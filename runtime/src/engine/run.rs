@@ -381,6 +381,17 @@ pub fn repair(e: &Engine, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// `c` as it stands now: a record read as running whose init and monitor are
+/// both gone is read again (its monitor may have recorded the exit just after
+/// `c` was read) after repairing what a killed monitor left.
+pub fn current(e: &Engine, c: Container) -> Result<Container> {
+    if c.state.status != Status::Running || c.state.shown_running() {
+        return Ok(c);
+    }
+    repair(e, &c.id)?;
+    e.containers.load(&c.id)
+}
+
 /// The container, its record reconciled, locked.
 fn locked(e: &Engine, what: &str) -> Result<(Container, super::container::Locked)> {
     let found = e.containers.resolve(what)?;
@@ -767,7 +778,7 @@ pub fn exit_code_for(err: &Error) -> u8 {
 
 /// `berth inspect` of a container: Docker's field names.
 pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
-    let c = e.containers.resolve(what)?;
+    let c = current(e, e.containers.resolve(what)?)?;
     let running = c.state.shown_running();
     let snap = e.images.snapshots().get(&c.id)?;
     let lowers: Vec<String> = snap

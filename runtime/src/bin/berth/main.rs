@@ -944,7 +944,10 @@ fn cmd_ps(e: &Engine, o: &PsOptions) -> Result<()> {
     }
     let mut rows: Vec<std::collections::BTreeMap<&str, String>> = Vec::new();
     for c in list {
-        // A "running" container whose init is gone is shown as it will be reconciled.
+        let Ok(c) = run::current(e, c) else {
+            // Removed meanwhile.
+            continue;
+        };
         let running = c.state.shown_running();
         let state = match c.state.status {
             Status::Created => "created",

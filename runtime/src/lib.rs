@@ -3,7 +3,7 @@
 //! The library holds the layers of shared/DESIGN.md as modules: the OCI runtime
 //! ([`oci`]), which `berth-runc` drives with runc's command line; images
 //! ([`image`]) and layers ([`layers`]); and the engine ([`engine`]) that the
-//! `berth` command drives. Networking comes with its issue.
+//! `berth` command drives, with bridge networking ([`network`]).
 #![warn(missing_docs)]
 
 pub mod digest;
@@ -11,5 +11,6 @@ pub mod engine;
 pub mod fault;
 pub mod image;
 pub mod layers;
+pub mod network;
 pub mod oci;
 pub mod tty;

@@ -198,7 +198,13 @@ fn security_and_resource_flags() {
             "invalid --restart \"sometimes\"",
         ),
         (vec!["--restart", "always"], "invalid --restart with --rm"),
-        (vec!["--network", "bridge"], "invalid --network \"bridge\""),
+        (
+            vec!["--network", "nosuch"],
+            "invalid --network \"nosuch\": network nosuch not found",
+        ),
+        (vec!["-p", "80:80"], "conflicting options: port publishing"),
+        (vec!["-p", "0:80"], "invalid --publish \"0:80\""),
+        (vec!["--ip", "10.1.2.3"], "invalid --ip 10.1.2.3"),
         (
             vec!["--network", "container:nobody"],
             "no such container: nobody",

@@ -198,7 +198,7 @@ pub fn oci_config(cfg: &RunConfig, rootfs: &Path) -> Result<Value> {
         privileged(&mut spec)?;
     }
     match &cfg.network {
-        NetworkMode::None => {}
+        NetworkMode::None | NetworkMode::Bridge(_) => {}
         NetworkMode::Host => {
             if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
                 ns.retain(|n| n["type"] != "network");

@@ -93,6 +93,15 @@ pub struct RunConfig {
     /// `--log-opt max-file=…`: how many log files to keep (with max-size).
     #[serde(default)]
     pub log_max_files: Option<u32>,
+    /// `-p` (and `-P`'s exposed ports, host port 0): published at each start.
+    #[serde(default)]
+    pub ports: Vec<crate::network::PortSpec>,
+    /// `-P`.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--ip`.
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// A resource limit, `--ulimit nofile=1024:2048`.
@@ -141,6 +150,8 @@ pub enum RestartPolicy {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase", tag = "mode", content = "container")]
 pub enum NetworkMode {
+    /// A bridge network (its name): `bridge`, the default, or a user-defined one.
+    Bridge(String),
     /// Its own namespace with only loopback.
     #[default]
     None,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod container;
 pub mod manage;
 pub mod monitor;
+pub mod netcmd;
 pub mod network;
 pub mod run;
 pub mod system;
@@ -64,6 +65,9 @@ pub enum Error {
     /// From the OCI runtime.
     #[error("{0}")]
     Oci(#[from] crate::oci::Error),
+    /// From the network code.
+    #[error("{0}")]
+    Network(#[from] crate::network::Error),
     /// A file operation failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -113,11 +117,27 @@ pub struct Engine {
     pub containers: container::Containers,
     /// The OCI runtime's state store.
     pub oci: crate::oci::state::Store,
+    /// The bridge networks.
+    pub networks: crate::network::Networks,
+    /// The network of a container run without `--network`: `bridge`, unless
+    /// `BERTH_DEFAULT_NETWORK` says otherwise (as containers.conf's
+    /// default_network does for Podman).
+    pub default_network: String,
 }
 
 impl Engine {
-    /// Opens (creating what is missing) the engine's stores.
+    /// Opens (creating what is missing) the engine's stores. The default
+    /// network's subnet is `BERTH_BRIDGE_SUBNET` when set (dockerd's `--bip`).
     pub fn open(root: &Path, state: &Path) -> Result<Engine> {
+        let subnet = match std::env::var("BERTH_BRIDGE_SUBNET") {
+            Ok(s) if !s.is_empty() => Some(s.parse::<crate::network::Subnet>()?),
+            _ => None,
+        };
+        let networks = crate::network::Networks::open(root, subnet)?;
+        let default_network = std::env::var("BERTH_DEFAULT_NETWORK")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| crate::network::DEFAULT.to_string());
         let images = ImageStore::open(root)?;
         let containers = container::Containers::open(&root.join("containers"))?;
         let oci_root = state.join("oci");
@@ -128,6 +148,8 @@ impl Engine {
             images,
             containers,
             oci: crate::oci::state::Store::new(oci_root),
+            networks,
+            default_network,
         })
     }
 }

@@ -1,26 +1,92 @@
-//! The one place where a container's network namespace is prepared.
+//! The one place where a container's network is prepared and released.
 //!
 //! The OCI runtime makes the namespace (or joins the one named in the config);
-//! between create and start, while the init waits, the engine sets it up from
-//! the host side. Today's modes: `none` (a new namespace with loopback up),
-//! `host` (the host's namespace: no new one) and `container:ID` (the other
-//! container's namespace, joined by the runtime). Everything made inside a
-//! container's own namespace goes away with it, so there is nothing to undo.
+//! the engine does the rest in three steps around it:
+//! 1. [`files`] and [`reserve`], before the OCI create: /etc/hosts,
+//!    /etc/resolv.conf and /etc/hostname under the container's directory (bind
+//!    mounts in its spec); in bridge mode its addresses and host ports are
+//!    reserved (and the network's hosts files rewritten) under the network lock;
+//! 2. [`prepare`], between create and start while the init waits: `none` gets
+//!    loopback up; `bridge` gets its veth pairs, addresses and routes; `host`
+//!    and `container:ID` need nothing;
+//! 3. [`release`], when it stops, is removed, or is found with its owner dead:
+//!    veths, leases, DNAT rules and hosts entries go.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::sched::{CloneFlags, setns};
+use serde_json::{Value, json};
 
 use super::container::{Container, NetworkMode};
-use super::{IoContext, Result, sys};
+use super::{Engine, IoContext, Result, sys};
+use crate::network::dns;
+
+/// Writes the DNS files of `c` and returns the mounts that put them in place.
+pub fn files(e: &Engine, c: &Container) -> Result<Vec<Value>> {
+    let dir = match &c.config.network {
+        // The files of the container whose namespace it shares, as Docker does.
+        NetworkMode::Container(other) => e.containers.dir(other),
+        _ => e.containers.dir(&c.id),
+    };
+    if !matches!(c.config.network, NetworkMode::Container(_)) {
+        let (hosts, resolv) = match &c.config.network {
+            NetworkMode::Host => (
+                std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| dns::hosts(&[], &[])),
+                dns::host_resolv_conf(),
+            ),
+            _ => (
+                dns::hosts(&[], &[]),
+                dns::container_resolv_conf(&dns::host_resolv_conf()),
+            ),
+        };
+        dns::write_in_place(&dir.join("hosts"), &hosts)?;
+        dns::write_in_place(&dir.join("resolv.conf"), &resolv)?;
+        dns::write_in_place(&dir.join("hostname"), &format!("{}\n", c.config.hostname))?;
+    }
+    Ok(["hosts", "resolv.conf", "hostname"]
+        .iter()
+        .map(|f| {
+            json!({
+                "destination": format!("/etc/{f}"),
+                "type": "bind",
+                "source": dir.join(f),
+                "options": ["rbind", "rprivate"],
+            })
+        })
+        .collect())
+}
+
+/// Bridge mode: reserves the addresses and host ports of `c` (and writes its
+/// hosts file with them).
+pub fn reserve(e: &Engine, c: &Container) -> Result<()> {
+    let NetworkMode::Bridge(net) = &c.config.network else {
+        return Ok(());
+    };
+    e.networks.reserve(&crate::network::Attach {
+        container: &c.id,
+        name: &c.name,
+        hostname: &c.config.hostname,
+        networks: std::slice::from_ref(net),
+        ip: c.config.ip,
+        ports: &c.config.ports,
+        hosts_file: &e.containers.dir(&c.id).join("hosts"),
+    })?;
+    Ok(())
+}
 
 /// Prepares the network of container `c`, whose init (`pid`) waits to be started.
-pub fn prepare(c: &Container, pid: i32) -> Result<()> {
+pub fn prepare(e: &Engine, c: &Container, pid: i32) -> Result<()> {
     match c.config.network {
         NetworkMode::None => loopback_up(pid),
+        NetworkMode::Bridge(_) => Ok(e.networks.plumb(&c.id, pid)?),
         NetworkMode::Host | NetworkMode::Container(_) => Ok(()),
     }
+}
+
+/// Gives back what container `id` holds in the networks (nothing is fine).
+pub fn release(e: &Engine, id: &str) -> Result<()> {
+    Ok(e.networks.release(id)?)
 }
 
 /// Sets `lo` up in the network namespace of `pid`.

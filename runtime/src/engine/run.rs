@@ -92,6 +92,12 @@ pub struct NewContainer {
     pub auto_remove: bool,
     /// `--log-opt KEY=VALUE` (max-size, max-file).
     pub log_opts: Vec<String>,
+    /// `-p`.
+    pub publish: Vec<String>,
+    /// `-P`.
+    pub publish_all: bool,
+    /// `--ip`.
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -213,10 +219,14 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
             "conflicting options: a container removed when it exits cannot be restarted".into(),
         ));
     }
-    let network = match o.network.as_deref() {
-        None | Some("none") => NetworkMode::None,
-        Some("host") => NetworkMode::Host,
-        Some(n) if n.starts_with("container:") => {
+    let wanted = o
+        .network
+        .clone()
+        .unwrap_or_else(|| e.default_network.clone());
+    let network = match wanted.as_str() {
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        n if n.starts_with("container:") => {
             let other = &n["container:".len()..];
             let found = e.containers.resolve(other).map_err(|_| {
                 Error::Flag(
@@ -232,13 +242,60 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
             }
             NetworkMode::Container(found.id)
         }
-        Some(n) => {
-            return Err(Error::Flag(
-                format!("--network {n:?}"),
-                "berth has the modes none, host and container:NAME (bridge networks are not built yet)".into(),
-            ));
+        crate::network::DEFAULT => NetworkMode::Bridge(crate::network::DEFAULT.into()),
+        n => {
+            let found = e
+                .networks
+                .get(n)
+                .map_err(|err| Error::Flag(format!("--network {n:?}"), err.to_string()))?;
+            NetworkMode::Bridge(found.name)
         }
     };
+    let mut ports = Vec::new();
+    for p in &o.publish {
+        ports.extend(crate::network::PortSpec::parse(p)?);
+    }
+    if o.publish_all {
+        let given: Vec<_> = ports.iter().map(|p| (p.container_port, p.proto)).collect();
+        for k in ic["ExposedPorts"]
+            .as_object()
+            .map(|m| m.keys())
+            .into_iter()
+            .flatten()
+        {
+            let got = crate::network::PortSpec::parse(k).map_err(|_| {
+                Error::Flag(
+                    "-P".into(),
+                    format!("the image exposes {k:?}, which is not a port"),
+                )
+            })?;
+            ports.extend(
+                got.into_iter()
+                    .filter(|p| !given.contains(&(p.container_port, p.proto))),
+            );
+        }
+    }
+    let bridged = matches!(network, NetworkMode::Bridge(_));
+    if !ports.is_empty() && !bridged {
+        return Err(Error::Flag(
+            "--publish".into(),
+            format!(
+                "conflicting options: port publishing and the network mode {}",
+                network_mode(&network)
+            ),
+        ));
+    }
+    if let Some(ip) = o.ip {
+        match &network {
+            NetworkMode::Bridge(n) if n != crate::network::DEFAULT => {}
+            _ => {
+                return Err(Error::Flag(
+                    format!("--ip {ip}"),
+                    "a fixed address is supported on user-defined networks only".into(),
+                ));
+            }
+        }
+    }
     let hostname = match (&o.hostname, &network) {
         (Some(h), _) => h.clone(),
         (None, NetworkMode::Host) => nix::unistd::gethostname()
@@ -299,6 +356,9 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
                 interactive: o.interactive,
                 log_max_size,
                 log_max_files,
+                ports,
+                publish_all: o.publish_all,
+                ip: o.ip,
             },
             state: RunState::default(),
         };
@@ -334,11 +394,15 @@ fn reconcile(e: &Engine, c: &mut Container) -> Result<()> {
         if alive(c.state.pid) && started {
             return Ok(());
         }
-    } else if oci.is_none() && !is_mount_point(&e.images.snapshots().get(&c.id)?.rootfs()) {
+    } else if oci.is_none()
+        && !is_mount_point(&e.images.snapshots().get(&c.id)?.rootfs())
+        && !e.networks.holds(&c.id)
+    {
         // The common case: nothing was left.
         return Ok(());
     }
     let _ = ops::delete(&e.oci, &c.id, true);
+    super::network::release(e, &c.id)?;
     let snap = e.images.snapshots().get(&c.id)?;
     unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
     if c.state.status == Status::Running {
@@ -371,7 +435,11 @@ pub fn repair(e: &Engine, id: &str) -> Result<()> {
     let c = e.containers.load(id)?;
     let suspect = match c.state.status {
         Status::Running => !alive(c.state.monitor),
-        _ => e.oci.dir(id).exists() || is_mount_point(&e.images.snapshots().get(id)?.rootfs()),
+        _ => {
+            e.oci.dir(id).exists()
+                || is_mount_point(&e.images.snapshots().get(id)?.rootfs())
+                || e.networks.holds(id)
+        }
     };
     if suspect {
         let _lock = e.containers.lock(id)?;
@@ -462,9 +530,14 @@ pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> 
     if let Some(pid) = net_pid {
         super::config::net_join(&mut spec, pid);
     }
+    let dns = super::network::files(e, &c)?;
+    if let Some(m) = spec["mounts"].as_array_mut() {
+        m.extend(dns);
+    }
     write_bundle(&bundle, &spec)?;
     // A leftover of a run that was killed before it could delete its OCI state.
     let _ = ops::delete(&e.oci, &c.id, true);
+    super::network::reserve(e, &c)?;
     let created = oci_create(
         &e.oci,
         &CreateOptions {
@@ -477,7 +550,10 @@ pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> 
             own_terminal: c.config.tty,
             close_in_child: vec![lock.raw_fd()],
         },
-    )?;
+    )
+    .inspect_err(|_| {
+        let _ = super::network::release(e, &c.id);
+    })?;
     let pid = created.pid;
     let master = created
         .console
@@ -487,13 +563,14 @@ pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> 
     drop(created.dir);
     let prepared = master.map_err(Error::Oci).and_then(|m| {
         crate::fault::point("run.after-create").map_err(Error::Oci)?;
-        super::network::prepare(&c, pid)?;
+        super::network::prepare(e, &c, pid)?;
         Ok(m)
     });
     let master = match prepared {
         Ok(m) => m,
         Err(err) => {
             let _ = ops::delete(&e.oci, &c.id, true);
+            let _ = super::network::release(e, &c.id);
             return Err(err);
         }
     };
@@ -512,6 +589,7 @@ pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> 
         .and_then(|()| ops::start(&e.oci, &c.id).map_err(Error::Oci));
     if let Err(err) = saved {
         let _ = ops::delete(&e.oci, &c.id, true);
+        let _ = super::network::release(e, &c.id);
         c.state.status = Status::Exited;
         c.state.exit_code = 125;
         let _ = e.containers.save(&c);
@@ -542,6 +620,7 @@ pub(crate) fn finish(e: &Engine, id: &str, code: i32) -> Result<Option<Container
     }
     let oom = oom_killed(e, id);
     let _ = ops::delete(&e.oci, id, true);
+    let released = super::network::release(e, id);
     let snap = e.images.snapshots().get(id)?;
     unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
     let mut c = e.containers.load(id)?;
@@ -553,6 +632,7 @@ pub(crate) fn finish(e: &Engine, id: &str, code: i32) -> Result<Option<Container
     c.state.finished_at = Some(now_rfc3339_nanos());
     e.containers.save(&c)?;
     drop(lock);
+    released?;
     Ok(Some(c))
 }
 
@@ -700,6 +780,7 @@ pub fn remove(e: &Engine, what: &str, force: bool) -> Result<String> {
         }
         let _ = ops::delete(&e.oci, &c.id, true);
     }
+    super::network::release(e, &c.id)?;
     e.images.snapshots().remove(&c.id)?;
     e.containers.remove_dir(&c.id)?;
     drop(lock);
@@ -792,6 +873,25 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
         _ if running => "running",
         _ => "exited",
     };
+    let mut network_settings = super::netcmd::settings(e, &c.id, &c.config.network, running);
+    network_settings["SandboxKey"] = if running && c.config.network != NetworkMode::Host {
+        json!(format!("/proc/{}/ns/net", c.state.pid))
+    } else {
+        json!("")
+    };
+    let mut bindings = serde_json::Map::new();
+    for p in &c.config.ports {
+        let k = format!("{}/{}", p.container_port, p.proto);
+        let host_port = if p.host_port == 0 {
+            String::new()
+        } else {
+            p.host_port.to_string()
+        };
+        let entry = bindings.entry(k).or_insert_with(|| json!([]));
+        if let Some(a) = entry.as_array_mut() {
+            a.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": host_port}));
+        }
+    }
     Ok(json!({
         "Id": c.id,
         "Created": c.created,
@@ -825,6 +925,8 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
             "OpenStdin": c.config.interactive,
         },
         "HostConfig": {
+            "PortBindings": bindings,
+            "PublishAllPorts": c.config.publish_all,
             "Binds": c.config.volumes.iter().map(|v| format!("{}:{}:{}", v.source, v.target, if v.read_only { "ro" } else { "rw" })).collect::<Vec<_>>(),
             "Tmpfs": c.config.tmpfs.iter().map(|t| (t.clone(), json!(""))).collect::<serde_json::Map<_, _>>(),
             "ReadonlyRootfs": c.config.read_only,
@@ -847,11 +949,7 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
                 "Config": log_config(&c.config),
             },
         },
-        "NetworkSettings": {
-            "Networks": {},
-            "Ports": {},
-            "SandboxKey": if running && c.config.network != NetworkMode::Host { json!(format!("/proc/{}/ns/net", c.state.pid)) } else { json!("") },
-        },
+        "NetworkSettings": network_settings,
         "Mounts": c.config.volumes.iter().map(|v| json!({
             "Type": "bind", "Source": v.source, "Destination": v.target, "RW": !v.read_only,
         })).collect::<Vec<_>>(),
@@ -884,6 +982,7 @@ pub fn network_mode(n: &NetworkMode) -> String {
         NetworkMode::None => "none".into(),
         NetworkMode::Host => "host".into(),
         NetworkMode::Container(id) => format!("container:{id}"),
+        NetworkMode::Bridge(name) => name.clone(),
     }
 }
 

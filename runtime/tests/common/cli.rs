@@ -10,16 +10,29 @@ use berth::image::build::ImageBuilder;
 /// and every mount under them undone on drop.
 pub struct Berth {
     pub dir: tempfile::TempDir,
+    /// The default network's subnet, when the default network is `bridge`;
+    /// None: `none` (tests that do not need a bridge leave host networking alone).
+    pub bridge_subnet: Option<String>,
 }
 
 impl Berth {
-    /// A data root with busybox:latest loaded.
+    /// A data root with busybox:latest loaded; containers default to `--network none`.
     pub fn new() -> Berth {
+        Berth::with_default_network(None)
+    }
+
+    /// As [`Berth::new`], with the default network `bridge` on `subnet`.
+    pub fn with_bridge(subnet: &str) -> Berth {
+        Berth::with_default_network(Some(subnet.to_string()))
+    }
+
+    fn with_default_network(bridge_subnet: Option<String>) -> Berth {
         let b = Berth {
             dir: tempfile::Builder::new()
                 .prefix("berth-eng")
                 .tempdir()
                 .expect("tempdir"),
+            bridge_subnet,
         };
         let img = berth::image::build::busybox(Path::new("/bin/busybox")).expect("busybox image");
         let tar = b.dir.path().join("busybox.tar");
@@ -40,6 +53,12 @@ impl Berth {
             .arg(self.dir.path().join("state"))
             .args(args)
             .stdin(Stdio::null());
+        match &self.bridge_subnet {
+            Some(s) => c
+                .env("BERTH_BRIDGE_SUBNET", s)
+                .env_remove("BERTH_DEFAULT_NETWORK"),
+            None => c.env("BERTH_DEFAULT_NETWORK", "none"),
+        };
         c
     }
 
@@ -89,6 +108,12 @@ impl Drop for Berth {
         let ids = self.run(&["ps", "-a", "-q"]);
         for id in String::from_utf8_lossy(&ids.stdout).lines() {
             let _ = self.run(&["rm", "-f", id]);
+        }
+        // Every network goes, so the bridges, the nftables table and
+        // ip_forward are as they were.
+        let nets = self.run(&["network", "ls", "--format", "{{.Name}}"]);
+        for n in String::from_utf8_lossy(&nets.stdout).lines() {
+            let _ = self.run(&["network", "rm", n]);
         }
         for mp in self.mounts().into_iter().rev() {
             let _ = nix::mount::umount2(mp.as_str(), nix::mount::MntFlags::MNT_DETACH);

@@ -183,6 +183,15 @@ enum Cmd {
     },
     /// Show a container's processes.
     Top { container: String },
+    /// Manage bridge networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// List a container's published ports (or the host address of one).
+    Port {
+        container: String,
+        /// PORT[/PROTO]
+        port: Option<String>,
+    },
     /// Manage berth's data: df, prune.
     #[command(subcommand)]
     System(SystemCmd),
@@ -334,9 +343,18 @@ struct RunArgs {
     /// Restart policy: no, on-failure[:N], always, unless-stopped.
     #[arg(long)]
     restart: Option<String>,
-    /// Network: none (the default today), host, container:NAME.
+    /// Network: bridge (the default), a network's name, host, none, container:NAME.
     #[arg(long, alias = "net")]
     network: Option<String>,
+    /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp].
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes, each on an ephemeral host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// A fixed IPv4 address (user-defined networks).
+    #[arg(long)]
+    ip: Option<std::net::Ipv4Addr>,
     /// Log options: max-size=SIZE, max-file=N.
     #[arg(long)]
     log_opt: Vec<String>,
@@ -350,6 +368,69 @@ struct RunArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// Make a bridge network.
+    Create {
+        name: String,
+        /// Its subnet (CIDR); the first free 10.89.N.0/24 when not given.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The bridge's address (the subnet's first by default).
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        /// Only `bridge` exists.
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// json, or a template.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show networks as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// A template.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Remove networks (refused while containers are on them).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network no container uses (the default one stays).
+    Prune {
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Connect a running container to a network.
+    Connect {
+        network: String,
+        container: String,
+        /// A fixed address.
+        #[arg(long)]
+        ip: Option<std::net::Ipv4Addr>,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        network: String,
+        container: String,
+        /// Also when it is not running.
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -598,6 +679,16 @@ fn run(cli: Cli) -> Result<u8> {
                     }
                 }
                 None => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+            Ok(0)
+        }
+        Cmd::Network(cmd) => network_cmd(&engine()?, cmd),
+        Cmd::Port { container, port } => {
+            let e = engine()?;
+            for line in
+                berth::engine::netcmd::ports(&e, &container, port.as_deref()).map_err(engine_err)?
+            {
+                println!("{line}");
             }
             Ok(0)
         }
@@ -880,7 +971,101 @@ fn new_container(a: RunArgs) -> NewContainer {
         interactive: a.interactive,
         auto_remove: false,
         log_opts: a.log_opt,
+        publish: a.publish,
+        publish_all: a.publish_all,
+        ip: a.ip,
     }
+}
+
+fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<u8> {
+    use berth::engine::netcmd;
+    match cmd {
+        NetworkCmd::Create {
+            name,
+            subnet,
+            gateway,
+            driver,
+        } => {
+            if driver != "bridge" {
+                anyhow::bail!("invalid --driver {driver:?}: berth has the bridge driver only");
+            }
+            let subnet = subnet
+                .as_deref()
+                .map(str::parse::<berth::network::Subnet>)
+                .transpose()?;
+            let n = e.networks.create(&name, subnet, gateway)?;
+            println!("{}", n.id);
+        }
+        NetworkCmd::Ls { quiet, format } => {
+            let list = e.networks.list()?;
+            if quiet {
+                for n in &list {
+                    println!("{}", &n.id[..12]);
+                }
+            } else if let Some(f) = format {
+                for n in &list {
+                    let v = netcmd::inspect(e, &n.name).map_err(engine_err)?;
+                    if f == "json" {
+                        println!("{}", serde_json::to_string(&v)?);
+                    } else {
+                        println!("{}", human::render(&f, &v)?);
+                    }
+                }
+            } else {
+                let mut table = vec![
+                    ["NETWORK ID", "NAME", "DRIVER", "SUBNET", "SCOPE"]
+                        .map(String::from)
+                        .to_vec(),
+                ];
+                for n in &list {
+                    table.push(vec![
+                        n.id[..12].to_string(),
+                        n.name.clone(),
+                        "bridge".into(),
+                        n.subnet.to_string(),
+                        "local".into(),
+                    ]);
+                }
+                print!("{}", human::table(&table));
+            }
+        }
+        NetworkCmd::Inspect { names, format } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(netcmd::inspect(e, n).map_err(engine_err)?);
+            }
+            match format {
+                Some(t) => {
+                    for v in &out {
+                        println!("{}", human::render(&t, v)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+        }
+        NetworkCmd::Rm { names } => {
+            for n in &names {
+                netcmd::remove(e, n).map_err(engine_err)?;
+                println!("{n}");
+            }
+        }
+        NetworkCmd::Prune { force: _ } => {
+            for n in netcmd::prune(e).map_err(engine_err)? {
+                println!("Deleted Network: {n}");
+            }
+        }
+        NetworkCmd::Connect {
+            network,
+            container,
+            ip,
+        } => netcmd::connect(e, &network, &container, ip).map_err(engine_err)?,
+        NetworkCmd::Disconnect {
+            network,
+            container,
+            force: _,
+        } => netcmd::disconnect(e, &network, &container).map_err(engine_err)?,
+    }
+    Ok(0)
 }
 
 struct PsOptions {
@@ -1026,7 +1211,23 @@ fn cmd_ps(e: &Engine, o: &PsOptions) -> Result<()> {
             "RunningFor",
             since(&Some(c.created.clone())).unwrap_or_default(),
         );
-        row.insert("Ports", String::new());
+        let ports = if running {
+            e.networks
+                .ports_of(&c.id)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}:{}->{}/{}",
+                        p.host_ip, p.host_port, p.container_port, p.proto
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            String::new()
+        };
+        row.insert("Ports", ports);
         row.insert("State", state.to_string());
         row.insert("Status", status);
         row.insert("Names", c.name.clone());
@@ -1055,7 +1256,15 @@ fn cmd_ps(e: &Engine, o: &PsOptions) -> Result<()> {
     }
     match template {
         None => {
-            let cols = ["ID", "Image", "Command", "RunningFor", "Status", "Names"];
+            let cols = [
+                "ID",
+                "Image",
+                "Command",
+                "RunningFor",
+                "Status",
+                "Ports",
+                "Names",
+            ];
             let mut table = vec![
                 [
                     "CONTAINER ID",
@@ -1063,6 +1272,7 @@ fn cmd_ps(e: &Engine, o: &PsOptions) -> Result<()> {
                     "COMMAND",
                     "CREATED",
                     "STATUS",
+                    "PORTS",
                     "NAMES",
                 ]
                 .iter()

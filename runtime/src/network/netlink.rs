@@ -1,0 +1,323 @@
+//! Links, addresses and routes over rtnetlink.
+//!
+//! Each call runs on its own tokio current-thread runtime (no worker threads,
+//! so nothing here breaks the fork-safety rule). Work inside a container's
+//! network namespace uses a netlink socket opened while this thread had
+//! `setns`'d into it: a socket stays in the namespace it was made in.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures_util::TryStreamExt;
+use nix::sched::{CloneFlags, setns};
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::{Error, Result, io};
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
+    let what = what.into();
+    move |e| Error::Netlink {
+        what,
+        msg: match &e {
+            rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
+            other => other.to_string(),
+        },
+    }
+}
+
+fn errno(e: &rtnetlink::Error) -> i32 {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => -m.raw_code(),
+        _ => 0,
+    }
+}
+
+/// Runs `f` with a netlink handle in the network namespace of `pid` (the
+/// engine's own namespace when None).
+fn with_handle<T>(pid: Option<i32>, f: impl AsyncFnOnce(Handle) -> Result<T>) -> Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(io("starting", "a tokio runtime for netlink"))?;
+    let _in_rt = rt.enter();
+    let (conn, handle, _) = match pid {
+        None => rtnetlink::new_connection().map_err(io("opening", "a netlink socket"))?,
+        Some(pid) => {
+            let path = format!("/proc/{pid}/ns/net");
+            let target = File::open(&path).map_err(io("opening", &path))?;
+            let own = File::open("/proc/thread-self/ns/net")
+                .map_err(io("opening", "/proc/thread-self/ns/net"))?;
+            setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Netlink {
+                what: format!("setns {path}"),
+                msg: e.desc().into(),
+            })?;
+            let made = rtnetlink::new_connection();
+            setns(&own, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Netlink {
+                what: "setns back to the engine's network namespace".into(),
+                msg: e.desc().into(),
+            })?;
+            made.map_err(io("opening", format!("a netlink socket in {path}")))?
+        }
+    };
+    let task = rt.spawn(conn);
+    let r = rt.block_on(f(handle));
+    task.abort();
+    r
+}
+
+async fn find(h: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+    let mut s = h.link().get().match_name(name.to_string()).execute();
+    match s.try_next().await {
+        Ok(m) => Ok(m),
+        Err(e) if errno(&e) == libc::ENODEV => Ok(None),
+        Err(e) => Err(nl(format!("get link {name}"))(e)),
+    }
+}
+
+fn mtu_of(m: &LinkMessage) -> Option<u32> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(n) => Some(*n),
+        _ => None,
+    })
+}
+
+/// Makes bridge `name` with `gateway/prefix` on it, up, unless it exists; lets
+/// DNAT'd 127.0.0.1 traffic leave through it (route_localnet).
+pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+    with_handle(None, async |h| {
+        let link = match find(&h, name).await? {
+            Some(l) => l,
+            None => {
+                match h.link().add(LinkBridge::new(name).build()).execute().await {
+                    Ok(()) => {}
+                    Err(e) if errno(&e) == libc::EEXIST => {}
+                    Err(e) => return Err(nl(format!("add bridge {name}"))(e)),
+                }
+                find(&h, name).await?.ok_or_else(|| Error::Netlink {
+                    what: format!("add bridge {name}"),
+                    msg: "not there after it was made".into(),
+                })?
+            }
+        };
+        let idx = link.header.index;
+        match h
+            .address()
+            .add(idx, IpAddr::V4(gateway), prefix)
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if errno(&e) == libc::EEXIST => {}
+            Err(e) => return Err(nl(format!("add address {gateway}/{prefix} to {name}"))(e)),
+        }
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("set {name} up")))?;
+        Ok(())
+    })?;
+    let p = format!("/proc/sys/net/ipv4/conf/{name}/route_localnet");
+    std::fs::write(&p, "1").map_err(io("writing", &p))
+}
+
+/// Deletes link `name` (a bridge, or a veth and so its peer); gone already is fine.
+pub fn delete_link(name: &str) -> Result<()> {
+    with_handle(None, async |h| {
+        let Some(l) = find(&h, name).await? else {
+            return Ok(());
+        };
+        match h.link().del(l.header.index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == libc::ENODEV => Ok(()),
+            Err(e) => Err(nl(format!("delete link {name}"))(e)),
+        }
+    })
+}
+
+/// Whether link `name` exists in the engine's namespace.
+pub fn exists(name: &str) -> Result<bool> {
+    with_handle(None, async |h| Ok(find(&h, name).await?.is_some()))
+}
+
+/// IPv4 addresses on the host's links: (link name, address, prefix).
+pub fn host_addresses() -> Result<Vec<(String, Ipv4Addr, u8)>> {
+    with_handle(None, async |h| {
+        let links: Vec<LinkMessage> = h
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("dump links"))?;
+        let name = |idx: u32| {
+            links
+                .iter()
+                .find(|l| l.header.index == idx)
+                .and_then(|l| {
+                    l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                })
+                .unwrap_or_default()
+        };
+        let addrs: Vec<_> = h
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("dump addresses"))?;
+        Ok(addrs
+            .iter()
+            .filter_map(|a| {
+                a.attributes.iter().find_map(|at| match at {
+                    AddressAttribute::Address(IpAddr::V4(ip)) => {
+                        Some((name(a.header.index), *ip, a.header.prefix_len))
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    })
+}
+
+/// What one endpoint needs on both sides.
+#[derive(Debug, Clone)]
+pub struct Plumbing<'a> {
+    /// The bridge to attach to.
+    pub bridge: &'a str,
+    /// The host end's name.
+    pub host_veth: &'a str,
+    /// The container's init.
+    pub pid: i32,
+    /// The name inside.
+    pub ifname: &'a str,
+    /// The address and prefix.
+    pub ip: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// The default route's gateway (None: no default route).
+    pub gateway: Option<Ipv4Addr>,
+    /// The MAC.
+    pub mac: [u8; 6],
+}
+
+/// Makes the veth pair of an endpoint: the host end on the bridge, up; the
+/// other end moved into the namespace of `pid`, renamed, with its MAC, MTU and
+/// address, up, loopback up, the default route through the gateway. On error
+/// the pair is removed.
+pub fn plumb(p: &Plumbing) -> Result<()> {
+    let peer = format!("bp{}", &p.host_veth[2..]);
+    let mtu = with_handle(None, async |h| {
+        let br = find(&h, p.bridge).await?.ok_or_else(|| Error::Netlink {
+            what: format!("find bridge {}", p.bridge),
+            msg: "no such device".into(),
+        })?;
+        let mtu = mtu_of(&br).unwrap_or(1500);
+        h.link()
+            .add(LinkVeth::new(p.host_veth, &peer).build())
+            .execute()
+            .await
+            .map_err(nl(format!("add veth {} (peer {peer})", p.host_veth)))?;
+        let host = find(&h, p.host_veth).await?.ok_or_else(|| Error::Netlink {
+            what: format!("find veth {}", p.host_veth),
+            msg: "not there after it was made".into(),
+        })?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(host.header.index)
+                    .controller(br.header.index)
+                    .mtu(mtu)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl(format!("attach {} to {}", p.host_veth, p.bridge)))?;
+        let inner = find(&h, &peer).await?.ok_or_else(|| Error::Netlink {
+            what: format!("find veth {peer}"),
+            msg: "not there after it was made".into(),
+        })?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(inner.header.index)
+                    .setns_by_pid(p.pid as u32)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl(format!("move {peer} into the namespace of {}", p.pid)))?;
+        Ok(mtu)
+    });
+    let done = mtu.and_then(|mtu| {
+        with_handle(Some(p.pid), async |h| {
+            let inner = find(&h, &peer).await?.ok_or_else(|| Error::Netlink {
+                what: format!("find {peer} in the container"),
+                msg: "no such device".into(),
+            })?;
+            let idx = inner.header.index;
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(idx)
+                        .name(p.ifname.to_string())
+                        .address(p.mac.to_vec())
+                        .mtu(mtu)
+                        .up()
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl(format!("set up {} in the container", p.ifname)))?;
+            h.address()
+                .add(idx, IpAddr::V4(p.ip), p.prefix)
+                .execute()
+                .await
+                .map_err(nl(format!(
+                    "add address {}/{} to {}",
+                    p.ip, p.prefix, p.ifname
+                )))?;
+            if let Some(lo) = find(&h, "lo").await? {
+                h.link()
+                    .set(LinkUnspec::new_with_index(lo.header.index).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl("set lo up"))?;
+            }
+            if let Some(gw) = p.gateway {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(idx)
+                    .build();
+                match h.route().add(route).execute().await {
+                    Ok(()) => {}
+                    Err(e) if errno(&e) == libc::EEXIST => {}
+                    Err(e) => return Err(nl(format!("add default route via {gw}"))(e)),
+                }
+            }
+            Ok(())
+        })
+    });
+    if done.is_err() {
+        let _ = delete_link(p.host_veth);
+    }
+    done
+}
+
+/// Removes interface `ifname` from the namespace of `pid` (which deletes its
+/// host end too).
+pub fn unplumb_in(pid: i32, ifname: &str) -> Result<()> {
+    with_handle(Some(pid), async |h| {
+        let Some(l) = find(&h, ifname).await? else {
+            return Ok(());
+        };
+        h.link()
+            .del(l.header.index)
+            .execute()
+            .await
+            .map_err(nl(format!("delete {ifname} in the container")))
+    })
+}

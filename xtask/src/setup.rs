@@ -19,6 +19,8 @@ const PACKAGES: &[&str] = &[
     "procps",
     "skopeo",
     "tini",
+    "nftables",
+    "iproute2",
 ];
 
 fn installed(pkg: &str) -> bool {

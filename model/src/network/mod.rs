@@ -213,6 +213,7 @@ pub struct Networks {
 }
 
 mod ops;
+pub use ops::Kernel;
 
 #[cfg(test)]
 mod tests;

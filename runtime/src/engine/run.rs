@@ -223,6 +223,8 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
         .network
         .clone()
         .unwrap_or_else(|| e.default_network.clone());
+    // `container:NAME` shares that container's name for the host, as Docker does.
+    let mut container_hostname = None;
     let network = match wanted.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
@@ -240,6 +242,7 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
                     "conflicting options: a hostname with --network container:… (the network's container names the host)".into(),
                 ));
             }
+            container_hostname = Some(found.config.hostname.clone());
             NetworkMode::Container(found.id)
         }
         crate::network::DEFAULT => NetworkMode::Bridge(crate::network::DEFAULT.into()),
@@ -298,6 +301,7 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
     }
     let hostname = match (&o.hostname, &network) {
         (Some(h), _) => h.clone(),
+        (None, NetworkMode::Container(_)) => container_hostname.unwrap_or_default(),
         (None, NetworkMode::Host) => nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),

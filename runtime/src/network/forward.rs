@@ -1,9 +1,10 @@
 //! `net.ipv4.ip_forward`: on while any berth root has a bridge network; the
 //! value found before the first one is put back when the last one goes.
 //!
-//! Roots side by side share one record (`/run/berth-ip_forward.json`, under
-//! an `flock`): the value found first, and which roots hold it on. A holder
-//! whose network state is gone (its root was deleted) no longer counts.
+//! Roots side by side share one record per network namespace
+//! (`/run/berth-ip_forward-NETNS.json`, under an `flock`): the value found
+//! first, and which roots hold it on. A holder whose network state is gone (its
+//! root was deleted) no longer counts.
 
 use std::fs;
 use std::path::Path;
@@ -13,8 +14,19 @@ use serde::{Deserialize, Serialize};
 use super::{Result, io};
 
 const SYSCTL: &str = "/proc/sys/net/ipv4/ip_forward";
-const RECORD: &str = "/run/berth-ip_forward.json";
+
+/// One lock for every namespace's record (never removed: removing a lock
+/// file races with its next user).
 const LOCK: &str = "/run/berth-ip_forward.lock";
+
+/// The record of this thread's network namespace.
+fn record_path() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ns = fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    format!("/run/berth-ip_forward-{ns}.json")
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Record {
@@ -25,6 +37,7 @@ struct Record {
 }
 
 fn locked<T>(f: impl FnOnce(&mut Option<Record>) -> Result<T>) -> Result<T> {
+    let record = record_path();
     let lock = fs::File::options()
         .create(true)
         .truncate(false)
@@ -32,7 +45,7 @@ fn locked<T>(f: impl FnOnce(&mut Option<Record>) -> Result<T>) -> Result<T> {
         .open(LOCK)
         .map_err(io("opening", LOCK))?;
     lock.lock().map_err(io("locking", LOCK))?;
-    let mut rec: Option<Record> = fs::read(RECORD)
+    let mut rec: Option<Record> = fs::read(&record)
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok());
     if let Some(r) = rec.as_mut() {
@@ -42,16 +55,16 @@ fn locked<T>(f: impl FnOnce(&mut Option<Record>) -> Result<T>) -> Result<T> {
     match &rec {
         Some(r) => {
             let data = serde_json::to_vec(r).unwrap_or_default();
-            crate::oci::state::write_atomic(Path::new(RECORD), &data).map_err(|e| {
+            crate::oci::state::write_atomic(Path::new(&record), &data).map_err(|e| {
                 super::Error::Io {
                     what: "writing",
-                    path: RECORD.into(),
+                    path: record.clone().into(),
                     source: std::io::Error::other(e.to_string()),
                 }
             })?;
         }
         None => {
-            let _ = fs::remove_file(RECORD);
+            let _ = fs::remove_file(&record);
         }
     }
     Ok(out)

@@ -97,8 +97,11 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Fills a Go-style template's `{{.Path.To.Field}}` and `{{json .Path}}` from
-/// `v` (strings as they are, anything else as JSON), as `docker inspect -f` does.
+/// Fills a Go-style template from `v`, as `docker inspect -f` does:
+/// `{{.Path.To.Field}}`, `{{json EXPR}}`, `{{index EXPR KEY…}}` (object keys as
+/// "strings", array positions as numbers) and parentheses, as in
+/// `{{(index .IPAM.Config 0).Subnet}}`. Strings print as they are, anything
+/// else as JSON.
 pub fn render(template: &str, v: &serde_json::Value) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut rest = template;
@@ -109,21 +112,21 @@ pub fn render(template: &str, v: &serde_json::Value) -> anyhow::Result<String> {
             .map(|b| a + b)
             .ok_or_else(|| anyhow::anyhow!("--format {template:?}: an unclosed {{{{"))?;
         let inner = rest[a + 2..b].trim();
-        let (as_json, path) = match inner.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, inner),
+        let bad = |why: &str| anyhow::anyhow!("--format {template:?}: {inner:?}: {why}");
+        let tokens = tokenize(inner).map_err(|w| bad(&w))?;
+        let mut pos = 0;
+        let (val, as_json) = match tokens.first().map(String::as_str) {
+            Some("json") => {
+                pos = 1;
+                (expr(&tokens, &mut pos, v).map_err(|w| bad(&w))?, true)
+            }
+            _ => (expr(&tokens, &mut pos, v).map_err(|w| bad(&w))?, false),
         };
-        if !path.starts_with('.') {
-            anyhow::bail!("--format {template:?}: {inner:?} is not a field such as .State.Status");
+        if pos != tokens.len() {
+            return Err(bad("unexpected words at the end"));
         }
-        let mut cur = v;
-        for key in path.split('.').filter(|k| !k.is_empty()) {
-            cur = cur
-                .get(key)
-                .ok_or_else(|| anyhow::anyhow!("--format {template:?}: no field {path}"))?;
-        }
-        match cur {
-            serde_json::Value::String(s) if !as_json => out.push_str(s),
+        match val {
+            serde_json::Value::String(s) if !as_json => out.push_str(&s),
             other => out.push_str(&other.to_string()),
         }
         rest = &rest[b + 2..];
@@ -132,9 +135,141 @@ pub fn render(template: &str, v: &serde_json::Value) -> anyhow::Result<String> {
     Ok(out.replace("\\n", "\n").replace("\\t", "\t"))
 }
 
+/// Words of a template action: `(`, `)`, "strings" (unquoted), paths
+/// (`.A.B`, also right after `)`), names and numbers.
+fn tokenize(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut it = s.chars().peekable();
+    while let Some(&c) = it.peek() {
+        match c {
+            ' ' | '\t' => {
+                it.next();
+            }
+            '(' | ')' => {
+                out.push(c.to_string());
+                it.next();
+            }
+            '"' => {
+                it.next();
+                let mut lit = String::from("\"");
+                loop {
+                    match it.next() {
+                        Some('\\') => lit.extend(it.next()),
+                        Some('"') => break,
+                        Some(ch) => lit.push(ch),
+                        None => return Err("an unclosed string".into()),
+                    }
+                }
+                out.push(lit);
+            }
+            _ => {
+                let mut w = String::new();
+                while let Some(&ch) = it.peek() {
+                    if matches!(ch, ' ' | '\t' | '(' | ')' | '"') {
+                        break;
+                    }
+                    w.push(ch);
+                    it.next();
+                }
+                out.push(w);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn path<'a>(mut cur: &'a serde_json::Value, p: &str) -> Result<&'a serde_json::Value, String> {
+    for key in p.split('.').filter(|k| !k.is_empty()) {
+        cur = cur.get(key).ok_or_else(|| format!("no field {p}"))?;
+    }
+    Ok(cur)
+}
+
+fn expr(
+    t: &[String],
+    pos: &mut usize,
+    root: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    if t.get(*pos).map(String::as_str) == Some("index") {
+        *pos += 1;
+        let mut cur = term(t, pos, root)?;
+        while *pos < t.len() && t[*pos] != ")" {
+            let key = term(t, pos, root)?;
+            cur = match (&cur, &key) {
+                (serde_json::Value::Object(m), serde_json::Value::String(k)) => {
+                    m.get(k)
+                        .cloned()
+                        .ok_or_else(|| format!("index: no key {k:?}"))?
+                }
+                (serde_json::Value::Array(a), serde_json::Value::Number(n)) => n
+                    .as_u64()
+                    .and_then(|i| a.get(i as usize))
+                    .cloned()
+                    .ok_or_else(|| format!("index: no element {n}"))?,
+                _ => return Err(format!("index: cannot index {cur} with {key}")),
+            };
+        }
+        return Ok(cur);
+    }
+    term(t, pos, root)
+}
+
+fn term(
+    t: &[String],
+    pos: &mut usize,
+    root: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let w = t.get(*pos).ok_or("a value is missing")?.clone();
+    *pos += 1;
+    if w == "(" {
+        let v = expr(t, pos, root)?;
+        if t.get(*pos).map(String::as_str) != Some(")") {
+            return Err("a ( without )".into());
+        }
+        *pos += 1;
+        if let Some(p) = t.get(*pos).filter(|p| p.starts_with('.')) {
+            *pos += 1;
+            return path(&v, p).cloned();
+        }
+        return Ok(v);
+    }
+    if let Some(lit) = w.strip_prefix('"') {
+        return Ok(serde_json::Value::String(lit.to_string()));
+    }
+    if w.starts_with('.') {
+        return path(root, &w).cloned();
+    }
+    if let Ok(n) = w.parse::<u64>() {
+        return Ok(serde_json::json!(n));
+    }
+    Err(format!("{w:?} is not a field such as .State.Status"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates() {
+        let v = serde_json::json!({"A": {"B": "x", "m": {"k.1": [1, {"S": "deep"}]}}, "N": 3});
+        assert_eq!(render("{{.A.B}}-{{.N}}", &v).expect("ok"), "x-3");
+        assert_eq!(render("{{index .A.m \"k.1\" 0}}", &v).expect("ok"), "1");
+        assert_eq!(
+            render("{{(index (index .A.m \"k.1\") 1).S}}", &v).expect("ok"),
+            "deep"
+        );
+        assert_eq!(render("{{json .A.B}}", &v).expect("ok"), "\"x\"");
+        for bad in [
+            "{{.Z}}",
+            "{{Z}}",
+            "{{index .A.m \"no\"}}",
+            "{{(.A}}",
+            "{{.A.B",
+        ] {
+            let e = render(bad, &v).expect_err(bad).to_string();
+            assert!(e.starts_with("--format "), "{e}");
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -90,6 +90,13 @@ fn httpd(body: &str) -> String {
     format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www")
 }
 
+/// How many endpoints and published ports `b`'s network state holds.
+fn held(b: &Berth) -> (usize, usize) {
+    let s = state(b);
+    let n = |k: &str| s[k].as_array().map(Vec::len).unwrap_or(0);
+    (n("endpoints"), n("ports"))
+}
+
 /// The network state file of `b`'s root.
 fn state(b: &Berth) -> serde_json::Value {
     let p = b.dir.path().join("data/network/state.json");
@@ -344,7 +351,7 @@ fn networks_names_isolation_and_modes() {
     for c in b.ok(&["ps", "-a", "-q"]).lines() {
         b.ok(&["rm", "-f", c]);
     }
-    assert_eq!(state(&b)["endpoints"], serde_json::json!([]));
+    assert_eq!(held(&b), (0, 0));
     for n in ["front", "back", "tiny", "bridge"] {
         b.ok(&["network", "rm", n]);
     }
@@ -527,7 +534,10 @@ fn published_ports_answer_from_everywhere() {
             .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
     });
     // (busybox httpd listens on IPv6 too, so it writes a mapped address.)
-    let peer = seen.trim().trim_start_matches("[::ffff:").trim_end_matches(']');
+    let peer = seen
+        .trim()
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']');
     assert_eq!(peer, "192.168.77.1", "{seen}");
     // ps, port, inspect.
     let ps = b.ok(&["ps", "--format", "{{.Ports}}"]);
@@ -708,11 +718,7 @@ fn fifty_concurrent_runs_get_distinct_addresses() {
         assert!(k.wait().expect("wait").success());
     }
     assert_eq!(links().iter().filter(|l| l.starts_with("bv")).count(), 0);
-    let s = state(&b);
-    assert_eq!(
-        (s["endpoints"].clone(), s["ports"].clone()),
-        (serde_json::json!([]), serde_json::json!([]))
-    );
+    assert_eq!(held(&b), (0, 0));
     assert!(!ruleset().contains("dnat to"), "{}", ruleset());
 }
 
@@ -953,4 +959,72 @@ fn kernel_state_equals_the_model() {
     model.remove("nb").expect("model");
     check(&model, "rm na nb");
     assert_eq!(ruleset(), "");
+}
+
+#[test]
+fn kill_9_at_each_step_of_run_gives_back_the_network() {
+    if need_root() {
+        return;
+    }
+    private_netns();
+    let b = Berth::with_bridge("10.235.0.0/24");
+    let points = [
+        "run.before-mount",
+        "run.after-mount",
+        "run.after-create",
+        "run.before-start",
+        "run.after-start",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        for detached in [false, true] {
+            let name = format!("crash{i}{}", if detached { "d" } else { "f" });
+            let mut args = vec!["run", "--name", &name, "-p", "8085:80"];
+            if detached {
+                args.push("-d");
+            }
+            args.extend([
+                "busybox",
+                "sh",
+                "-c",
+                "ip -4 addr show eth0 | grep -c inet; sleep 1",
+            ]);
+            let st = b
+                .cmd(&args)
+                .env("BERTH_FAULT", format!("{point}:kill"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run");
+            assert!(!st.success(), "{point} {name}: survived");
+            let ps = b.ok(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("name={name}"),
+                "--format",
+                "{{.State}}",
+            ]);
+            if *point != "run.after-start" {
+                // Repaired by that `ps`: no veth, no lease, no port, no rule.
+                assert_ne!(ps.trim(), "running", "{point} {name}");
+                assert_eq!(
+                    links().iter().filter(|l| l.starts_with("bv")).count(),
+                    0,
+                    "{point} {name}"
+                );
+                assert_eq!(held(&b), (0, 0), "{point} {name}");
+                assert!(!ruleset().contains("dport 8085"), "{point} {name}");
+            }
+            b.ok(&["wait", &name]);
+            // It starts again with its address and port.
+            assert_eq!(b.ok(&["start", "-a", &name]), "1\n", "{point} {name}");
+            b.ok(&["rm", &name]);
+            assert_eq!(held(&b), (0, 0), "{point} {name}");
+            assert_eq!(
+                links().iter().filter(|l| l.starts_with("bv")).count(),
+                0,
+                "{point} {name}"
+            );
+        }
+    }
 }

@@ -22,6 +22,10 @@ use super::container::{Container, NetworkMode};
 use super::{Engine, IoContext, Result, sys};
 use crate::network::dns;
 
+/// The files [`files`] bind-mounts, as the container's init layer holds their
+/// mount points.
+pub const INIT_FILES: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
 /// Writes the DNS files of `c` and returns the mounts that put them in place.
 pub fn files(e: &Engine, c: &Container) -> Result<Vec<Value>> {
     let dir = match &c.config.network {

@@ -318,7 +318,9 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
     let name = e.containers.pick_name(o.name.as_deref())?;
     let lock = e.containers.create_dir(&id)?;
     let made = (|| {
-        e.images.create_snapshot(&id, &rec.id().to_string())?;
+        e.images
+            .create_snapshot(&id, &rec.id().to_string())?
+            .add_init(&super::network::INIT_FILES)?;
         let c = Container {
             id: id.clone(),
             name,

@@ -151,13 +151,29 @@ impl Snapshots {
 }
 
 impl Snapshot {
-    /// The image's layer directories, topmost first (overlay's order).
+    /// Adds an init layer (Docker's) between the image and the container's
+    /// changes: empty files at `files` (relative paths), the mount points of
+    /// files an engine bind-mounts, so that they are not the container's changes.
+    pub fn add_init(&self, files: &[&str]) -> Result<()> {
+        let init = self.dir.join("init");
+        for f in files {
+            let p = init.join(f);
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent).io("creating", parent)?;
+            }
+            fs::File::create(&p).io("creating", &p)?;
+        }
+        Ok(())
+    }
+
+    /// The init layer and the image's layer directories, topmost first
+    /// (overlay's order).
     pub fn lower_dirs(&self) -> Vec<PathBuf> {
-        self.record
-            .layers
-            .iter()
-            .rev()
-            .map(|l| self.layers.path(l))
+        let init = self.dir.join("init");
+        init.is_dir()
+            .then_some(init)
+            .into_iter()
+            .chain(self.record.layers.iter().rev().map(|l| self.layers.path(l)))
             .collect()
     }
 

@@ -24,6 +24,21 @@ use common::cli::Berth;
 use common::need_root;
 use nix::sched::{CloneFlags, setns, unshare};
 
+/// Skips (true) in the cgroup v1 VM: nothing here depends on the cgroup
+/// layout, and the v2 VM runs these tests (VM time is CI's scarcest resource).
+fn need_root_skip_v1_vm() -> bool {
+    if need_root() {
+        return true;
+    }
+    let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if std::env::var_os("BERTH_IN_VM").is_some() && !v2 {
+        eprintln!("skipped in the cgroup v1 VM: the v2 VM runs the network tests");
+        return true;
+    }
+    false
+}
+
 /// Moves this test's thread into a new network namespace with loopback up.
 fn private_netns() {
     unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
@@ -105,7 +120,7 @@ fn state(b: &Berth) -> serde_json::Value {
 
 #[test]
 fn networks_names_isolation_and_modes() {
-    if need_root() {
+    if need_root_skip_v1_vm() {
         return;
     }
     private_netns();
@@ -474,7 +489,7 @@ impl Drop for OtherHost {
 
 #[test]
 fn published_ports_answer_from_everywhere() {
-    if need_root() {
+    if need_root_skip_v1_vm() {
         return;
     }
     private_netns();
@@ -652,7 +667,7 @@ fn published_ports_answer_from_everywhere() {
 
 #[test]
 fn fifty_concurrent_runs_get_distinct_addresses() {
-    if need_root() {
+    if need_root_skip_v1_vm() {
         return;
     }
     private_netns();
@@ -793,7 +808,7 @@ fn observe(table: &str) -> berth_model::network::Kernel {
 
 #[test]
 fn kernel_state_equals_the_model() {
-    if need_root() {
+    if need_root_skip_v1_vm() {
         return;
     }
     private_netns();
@@ -963,7 +978,7 @@ fn kernel_state_equals_the_model() {
 
 #[test]
 fn kill_9_at_each_step_of_run_gives_back_the_network() {
-    if need_root() {
+    if need_root_skip_v1_vm() {
         return;
     }
     private_netns();
@@ -976,55 +991,51 @@ fn kill_9_at_each_step_of_run_gives_back_the_network() {
         "run.after-start",
     ];
     for (i, point) in points.iter().enumerate() {
-        for detached in [false, true] {
-            let name = format!("crash{i}{}", if detached { "d" } else { "f" });
-            let mut args = vec!["run", "--name", &name, "-p", "8085:80"];
-            if detached {
-                args.push("-d");
-            }
-            args.extend([
-                "busybox",
-                "sh",
-                "-c",
-                "ip -4 addr show eth0 | grep -c inet; sleep 1",
-            ]);
-            let st = b
-                .cmd(&args)
-                .env("BERTH_FAULT", format!("{point}:kill"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("run");
-            assert!(!st.success(), "{point} {name}: survived");
-            let ps = b.ok(&[
-                "ps",
-                "-a",
-                "--filter",
-                &format!("name={name}"),
-                "--format",
-                "{{.State}}",
-            ]);
-            if *point != "run.after-start" {
-                // Repaired by that `ps`: no veth, no lease, no port, no rule.
-                assert_ne!(ps.trim(), "running", "{point} {name}");
-                assert_eq!(
-                    links().iter().filter(|l| l.starts_with("bv")).count(),
-                    0,
-                    "{point} {name}"
-                );
-                assert_eq!(held(&b), (0, 0), "{point} {name}");
-                assert!(!ruleset().contains("dport 8085"), "{point} {name}");
-            }
-            b.ok(&["wait", &name]);
-            // It starts again with its address and port.
-            assert_eq!(b.ok(&["start", "-a", &name]), "1\n", "{point} {name}");
-            b.ok(&["rm", &name]);
-            assert_eq!(held(&b), (0, 0), "{point} {name}");
+        // The foreground path's repair is engine.rs's; here the monitor dies.
+        let name = format!("crash{i}");
+        let mut args = vec!["run", "-d", "--name", &name, "-p", "8085:80"];
+        args.extend([
+            "busybox",
+            "sh",
+            "-c",
+            "ip -4 addr show eth0 | grep -c inet; sleep 1",
+        ]);
+        let st = b
+            .cmd(&args)
+            .env("BERTH_FAULT", format!("{point}:kill"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run");
+        assert!(!st.success(), "{point} {name}: survived");
+        let ps = b.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.State}}",
+        ]);
+        if *point != "run.after-start" {
+            // Repaired by that `ps`: no veth, no lease, no port, no rule.
+            assert_ne!(ps.trim(), "running", "{point} {name}");
             assert_eq!(
                 links().iter().filter(|l| l.starts_with("bv")).count(),
                 0,
                 "{point} {name}"
             );
+            assert_eq!(held(&b), (0, 0), "{point} {name}");
+            assert!(!ruleset().contains("dport 8085"), "{point} {name}");
         }
+        b.ok(&["wait", &name]);
+        // It starts again with its address and port.
+        assert_eq!(b.ok(&["start", "-a", &name]), "1\n", "{point} {name}");
+        b.ok(&["rm", &name]);
+        assert_eq!(held(&b), (0, 0), "{point} {name}");
+        assert_eq!(
+            links().iter().filter(|l| l.starts_with("bv")).count(),
+            0,
+            "{point} {name}"
+        );
     }
 }

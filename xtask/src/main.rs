@@ -41,6 +41,9 @@ enum Cmd {
         /// Only tests whose name contains this (libtest's filter).
         #[arg(long)]
         filter: Option<String>,
+        /// Only these test binaries (by target name: guest, oci_runtime, network, …).
+        #[arg(long = "bin")]
+        bins: Vec<String>,
         /// v1, v2 or both.
         #[arg(long, default_value = "both")]
         cgroup: String,
@@ -84,12 +87,14 @@ fn main() -> Result<()> {
         Cmd::Image { name, root, output } => image(&name, &root, output),
         Cmd::VmTest {
             filter,
+            bins,
             cgroup,
             keep,
             jobs,
             timeout,
         } => vm::vm_test(vm::Options {
             filter,
+            bins,
             cgroup,
             keep,
             jobs,

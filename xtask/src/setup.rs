@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "tini",
     "nftables",
     "iproute2",
+    "containernetworking-plugins",
 ];
 
 fn installed(pkg: &str) -> bool {

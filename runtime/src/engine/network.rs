@@ -90,7 +90,17 @@ pub fn prepare(e: &Engine, c: &Container, pid: i32) -> Result<()> {
 
 /// Gives back what container `id` holds in the networks (nothing is fine).
 pub fn release(e: &Engine, id: &str) -> Result<()> {
-    Ok(e.networks.release(id)?)
+    Ok(e.networks.release(id, true)?)
+}
+
+/// [`release`] once the init of container `id` has exited: its namespace dies
+/// with it, taking the veths along, unless a running `--network container:`
+/// container still holds it.
+pub fn release_after_exit(e: &Engine, id: &str) -> Result<()> {
+    let held = e.containers.list()?.iter().any(|c| {
+        c.config.network == NetworkMode::Container(id.to_string()) && c.state.init_running()
+    });
+    Ok(e.networks.release(id, held)?)
 }
 
 /// Sets `lo` up in the network namespace of `pid`.

@@ -626,7 +626,7 @@ pub(crate) fn finish(e: &Engine, id: &str, code: i32) -> Result<Option<Container
     }
     let oom = oom_killed(e, id);
     let _ = ops::delete(&e.oci, id, true);
-    let released = super::network::release(e, id);
+    let released = super::network::release_after_exit(e, id);
     let snap = e.images.snapshots().get(id)?;
     unmount(&snap.rootfs(), &snap.dir.join("scratch"))?;
     let mut c = e.containers.load(id)?;

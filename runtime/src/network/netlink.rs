@@ -11,8 +11,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures_util::TryStreamExt;
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use super::{Error, Result, io};
 
@@ -206,100 +208,86 @@ pub struct Plumbing<'a> {
     pub mac: [u8; 6],
 }
 
-/// Makes the veth pair of an endpoint: the host end on the bridge, up; the
-/// other end moved into the namespace of `pid`, renamed, with its MAC, MTU and
-/// address, up, loopback up, the default route through the gateway. On error
-/// the pair is removed.
+/// Makes the veth pair of an endpoint in one request: the host end on the
+/// bridge, up; the other end made directly in the namespace of `pid` with its
+/// name, MAC and MTU (moving a device between namespaces afterwards costs an
+/// RCU grace period, tens of milliseconds). Then, inside: up, the address,
+/// loopback up, the default route through the gateway. On error the pair is
+/// removed.
 pub fn plumb(p: &Plumbing) -> Result<()> {
-    let peer = format!("bp{}", &p.host_veth[2..]);
-    let mtu = with_handle(None, async |h| {
+    with_handle(None, async |h| {
         let br = find(&h, p.bridge).await?.ok_or_else(|| Error::Netlink {
             what: format!("find bridge {}", p.bridge),
             msg: "no such device".into(),
         })?;
         let mtu = mtu_of(&br).unwrap_or(1500);
-        h.link()
-            .add(LinkVeth::new(p.host_veth, &peer).build())
-            .execute()
-            .await
-            .map_err(nl(format!("add veth {} (peer {peer})", p.host_veth)))?;
-        let host = find(&h, p.host_veth).await?.ok_or_else(|| Error::Netlink {
-            what: format!("find veth {}", p.host_veth),
-            msg: "not there after it was made".into(),
-        })?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(host.header.index)
-                    .controller(br.header.index)
-                    .mtu(mtu)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl(format!("attach {} to {}", p.host_veth, p.bridge)))?;
-        let inner = find(&h, &peer).await?.ok_or_else(|| Error::Netlink {
-            what: format!("find veth {peer}"),
-            msg: "not there after it was made".into(),
-        })?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(inner.header.index)
-                    .setns_by_pid(p.pid as u32)
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl(format!("move {peer} into the namespace of {}", p.pid)))?;
-        Ok(mtu)
-    });
-    let done = mtu.and_then(|mtu| {
-        with_handle(Some(p.pid), async |h| {
-            let inner = find(&h, &peer).await?.ok_or_else(|| Error::Netlink {
-                what: format!("find {peer} in the container"),
-                msg: "no such device".into(),
-            })?;
-            let idx = inner.header.index;
-            h.link()
-                .set(
-                    LinkUnspec::new_with_index(idx)
-                        .name(p.ifname.to_string())
-                        .address(p.mac.to_vec())
-                        .mtu(mtu)
-                        .up()
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(nl(format!("set up {} in the container", p.ifname)))?;
-            h.address()
-                .add(idx, IpAddr::V4(p.ip), p.prefix)
-                .execute()
-                .await
-                .map_err(nl(format!(
-                    "add address {}/{} to {}",
-                    p.ip, p.prefix, p.ifname
-                )))?;
-            if let Some(lo) = find(&h, "lo").await? {
-                h.link()
-                    .set(LinkUnspec::new_with_index(lo.header.index).up().build())
-                    .execute()
-                    .await
-                    .map_err(nl("set lo up"))?;
-            }
-            if let Some(gw) = p.gateway {
-                let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .gateway(gw)
-                    .output_interface(idx)
-                    .build();
-                match h.route().add(route).execute().await {
-                    Ok(()) => {}
-                    Err(e) if errno(&e) == libc::EEXIST => {}
-                    Err(e) => return Err(nl(format!("add default route via {gw}"))(e)),
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(p.ifname.to_string())
+            .address(p.mac.to_vec())
+            .mtu(mtu)
+            .setns_by_pid(p.pid as u32)
+            .build();
+        let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(p.host_veth.to_string())
+            .mtu(mtu)
+            .controller(br.header.index)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        let what = format!(
+            "add veth {} (its peer {} in the namespace of {})",
+            p.host_veth, p.ifname, p.pid
+        );
+        match h.link().add(veth.clone()).execute().await {
+            // The same container's last run: its namespace is still being
+            // dismantled by the kernel. Delete that pair now, then add again.
+            Err(e) if errno(&e) == libc::EEXIST => {
+                if let Some(old) = find(&h, p.host_veth).await? {
+                    let _ = h.link().del(old.header.index).execute().await;
                 }
+                h.link().add(veth).execute().await.map_err(nl(what))
             }
-            Ok(())
-        })
+            other => other.map_err(nl(what)),
+        }
+    })?;
+    let done = with_handle(Some(p.pid), async |h| {
+        let inner = find(&h, p.ifname).await?.ok_or_else(|| Error::Netlink {
+            what: format!("find {} in the container", p.ifname),
+            msg: "no such device".into(),
+        })?;
+        let idx = inner.header.index;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("set {} up in the container", p.ifname)))?;
+        h.address()
+            .add(idx, IpAddr::V4(p.ip), p.prefix)
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "add address {}/{} to {}",
+                p.ip, p.prefix, p.ifname
+            )))?;
+        if let Some(lo) = find(&h, "lo").await? {
+            h.link()
+                .set(LinkUnspec::new_with_index(lo.header.index).up().build())
+                .execute()
+                .await
+                .map_err(nl("set lo up"))?;
+        }
+        if let Some(gw) = p.gateway {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(idx)
+                .build();
+            match h.route().add(route).execute().await {
+                Ok(()) => {}
+                Err(e) if errno(&e) == libc::EEXIST => {}
+                Err(e) => return Err(nl(format!("add default route via {gw}"))(e)),
+            }
+        }
+        Ok(())
     });
     if done.is_err() {
         let _ = delete_link(p.host_veth);

@@ -340,6 +340,7 @@ impl Networks {
         let mut s = self.load()?;
         // What a container of this id held before (a crash) is given back first.
         s.endpoints.retain(|e| e.container != a.container);
+        let stale_ports = s.ports.iter().any(|p| p.container == a.container);
         s.ports.retain(|p| p.container != a.container);
         for name in a.networks {
             if name == DEFAULT && !s.networks.iter().any(|n| n.name == DEFAULT) {
@@ -374,10 +375,13 @@ impl Networks {
             }
         }
         self.save(&s)?;
-        let applied = self.apply(&s).and_then(|()| refresh_hosts(&s, a.networks));
+        // The table changes only with ports (a new network applied it already).
+        let ported = stale_ports || s.ports.iter().any(|p| p.container == a.container);
+        let applied = if ported { self.apply(&s) } else { Ok(()) }
+            .and_then(|()| refresh_hosts(&s, a.networks));
         if let Err(e) = applied {
             drop(_l);
-            let _ = self.release(a.container);
+            let _ = self.release(a.container, true);
             return Err(e);
         }
         Ok(made)
@@ -403,10 +407,12 @@ impl Networks {
         Ok(())
     }
 
-    /// Gives back everything `container` holds: its veths (when its namespace
-    /// outlived it), addresses, ports and their rules; its peers' hosts files
-    /// lose it.
-    pub fn release(&self, container: &str) -> Result<()> {
+    /// Gives back everything `container` holds: its veths, addresses, ports and
+    /// their rules; its peers' hosts files lose it. With `links` false the veths
+    /// are left to the kernel, which deletes them with the namespace when its
+    /// last process is gone (deleting them here would wait for an RCU grace
+    /// period, tens of milliseconds, for nothing).
+    pub fn release(&self, container: &str, links: bool) -> Result<()> {
         let _l = self.lock()?;
         let mut s = self.load()?;
         let gone: Vec<Endpoint> = s
@@ -423,7 +429,7 @@ impl Networks {
         s.ports.retain(|p| p.container != container);
         self.save(&s)?;
         let mut first_err = None;
-        for e in &gone {
+        for e in gone.iter().filter(|_| links) {
             if let Err(err) = netlink::delete_link(&e.host_veth) {
                 first_err.get_or_insert(err);
             }

@@ -25,6 +25,8 @@ use crate::root;
 /// Options of `vm-test`.
 pub struct Options {
     pub filter: Option<String>,
+    /// Only these test binaries (target names); all when empty.
+    pub bins: Vec<String>,
     pub cgroup: String,
     pub keep: bool,
     pub jobs: usize,
@@ -99,7 +101,7 @@ fn build() -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
             // the image and engine suites (containerd is not in the guest: its test stays on
             // the host).
             (true, _) if vm_package && kind == "test" => tests.push(PathBuf::from(exe)),
-            (true, "oci_runtime" | "images" | "engine" | "engine_run") => {
+            (true, "oci_runtime" | "images" | "engine" | "engine_run" | "network") => {
                 tests.push(PathBuf::from(exe))
             }
             _ => {}
@@ -339,7 +341,21 @@ pub fn vm_test(opts: Options) -> Result<()> {
     let dir = root().join("target/vm-test");
     std::fs::create_dir_all(&dir)?;
     let kernel = kernel::ensure(&dir.join("kernel"))?;
-    let (tests, init, extra) = build()?;
+    let (mut tests, init, extra) = build()?;
+    if !opts.bins.is_empty() {
+        // cargo names a test binary TARGET-HASH.
+        tests.retain(|t| {
+            let file = t
+                .file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default();
+            let target = file.rsplit_once('-').map(|(n, _)| n).unwrap_or(&file);
+            opts.bins.iter().any(|b| b == target)
+        });
+        if tests.is_empty() {
+            bail!("--bin {:?}: no such test binary", opts.bins);
+        }
+    }
     let payload = initramfs::Payload { init, tests, extra };
     let t = Instant::now();
     let image = initramfs::build(&kernel, &payload)?;

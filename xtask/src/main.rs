@@ -205,6 +205,25 @@ echo "root:                  $(grep ' / ' /proc/mounts | cut -d' ' -f1-3)"
         berth(&["stats", "--no-stream", "ticker"])?;
         berth(&["stop", "-t", "1", "ticker"])?;
         berth(&["rm", "ticker"])?;
+        // A web server on the default bridge network, published on port 8080.
+        berth(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "8080:80",
+            "busybox",
+            "sh",
+            "-c",
+            "echo 'hello from a berth container' > /var/www/index.html; exec httpd -f -p 80 -h /var/www",
+        ])?;
+        berth(&["ps"])?;
+        berth(&["port", "web"])?;
+        println!("\n$ curl http://127.0.0.1:8080/");
+        print!("{}", http_get_local(8080)?);
+        berth(&["rm", "-f", "web"])?;
+        berth(&["network", "rm", "bridge"])?;
         Ok(())
     })();
     let _ = Command::new(&bin)
@@ -212,11 +231,47 @@ echo "root:                  $(grep ' / ' /proc/mounts | cut -d' ' -f1-3)"
         .arg(&data)
         .arg("--state")
         .arg(dir.join("state"))
-        .args(["rm", "-f", "demo", "ticker"])
+        .args(["rm", "-f", "demo", "ticker", "web"])
         .stderr(std::process::Stdio::null())
+        .status();
+    // The bridge, its nftables table and ip_forward go back to what they were.
+    let _ = Command::new(&bin)
+        .arg("--root")
+        .arg(&data)
+        .arg("--state")
+        .arg(dir.join("state"))
+        .args(["network", "rm", "bridge"])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .status();
     let _ = std::fs::remove_dir_all(&dir);
     r
+}
+
+/// The body of `GET /` from 127.0.0.1:`port` (retried while the server starts).
+fn http_get_local(port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+            write!(s, "GET / HTTP/1.0\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok(r.split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or(r))
+        })();
+        match got {
+            Ok(body) if !body.is_empty() => return Ok(body),
+            _ if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Ok(_) => bail!("127.0.0.1:{port} answered nothing"),
+            Err(e) => bail!("127.0.0.1:{port}: {e}"),
+        }
+    }
 }
 
 /// Builds busybox:latest from Debian's busybox-static as an OCI layout tar and

@@ -362,6 +362,12 @@ fn networks_names_isolation_and_modes() {
     ]);
     assert!(got.contains("inet 10.222.0.4/29"), "{got}");
 
+    // prune: only networks no container uses or names.
+    b.ok(&["network", "create", "spare", "--subnet", "10.224.0.0/24"]);
+    assert_eq!(
+        b.ok(&["network", "prune", "-f"]),
+        "Deleted Networks:\nspare\n"
+    );
     // Everything goes: no veth, no lease, no table; ip_forward as it was.
     for c in b.ok(&["ps", "-a", "-q"]).lines() {
         b.ok(&["rm", "-f", c]);
@@ -598,6 +604,43 @@ fn published_ports_answer_from_everywhere() {
         None,
         "published on loopback only"
     );
+    // -P: every port the image exposes, each on an ephemeral host port.
+    let mut img =
+        berth::image::build::busybox(std::path::Path::new("/bin/busybox")).expect("image");
+    img.config(
+        "ExposedPorts",
+        serde_json::json!({"80/tcp": {}, "53/udp": {}}),
+    )
+    .config(
+        "Cmd",
+        serde_json::json!(["sh", "-c", httpd("hello-exposed")]),
+    );
+    let tar = b.dir.path().join("exposed.tar");
+    berth::image::build::ImageBuilder::write_oci_tar(
+        &[(&img, Some("exposed:latest"))],
+        File::create(&tar).expect("create"),
+    )
+    .expect("write");
+    b.ok(&["load", "-q", "-i", tar.to_str().expect("path")]);
+    b.ok(&["run", "-d", "--name", "pub", "-P", "exposed"]);
+    let lines = b.ok(&["port", "pub"]);
+    let mut got: Vec<&str> = lines
+        .lines()
+        .map(|l| l.split(" -> ").next().unwrap_or(""))
+        .collect();
+    got.sort();
+    assert_eq!(got, ["53/udp", "80/tcp"], "{lines}");
+    let web = b.ok(&["port", "pub", "80"]);
+    let port: u16 = web
+        .trim()
+        .strip_prefix("0.0.0.0:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{web}"));
+    assert_eq!(
+        eventually("the -P port", || http_get((Ipv4Addr::LOCALHOST, port))),
+        "hello-exposed\n"
+    );
+    b.ok(&["rm", "-f", "pub"]);
     // Taken ports are refused before the container starts, and nothing is left of it.
     let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, 9090)).expect("bind 9090");
     for (spec, want) in [

@@ -153,10 +153,35 @@ pub fn info(e: &Engine) -> Result<Info> {
             }
         }
     }
+    let nets: Vec<String> = e
+        .networks
+        .list()
+        .unwrap_or_default()
+        .iter()
+        .map(|n| format!("{} ({}, {})", n.name, n.bridge, n.subnet))
+        .collect();
     out.push((
         "Network".into(),
-        "none host container (bridge networks: not yet)".into(),
+        "bridge host none container (modes)".into(),
     ));
+    out.push((
+        " Networks".into(),
+        if nets.is_empty() {
+            "none yet (bridge is made on first use)".to_string()
+        } else {
+            nets.join(", ")
+        },
+    ));
+    out.push((
+        " nftables table".into(),
+        format!("ip {}", e.networks.table()),
+    ));
+    if !["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        missing.push("the nft command (apt-get install nftables): bridge networks need it".into());
+    }
     let uname = nix::sys::utsname::uname().ok();
     out.push((
         "Kernel Version".into(),

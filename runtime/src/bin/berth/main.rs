@@ -797,7 +797,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::System(SystemCmd::Prune { all, force }) => {
             if !force {
                 eprint!(
-                    "WARNING! This will remove:\n  - all stopped containers\n  - all {} images\nAre you sure you want to continue? [y/N] ",
+                    "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - all {} images\nAre you sure you want to continue? [y/N] ",
                     if all { "unused" } else { "dangling" }
                 );
                 let mut answer = String::new();
@@ -806,12 +806,20 @@ fn run(cli: Cli) -> Result<u8> {
                     return Ok(0);
                 }
             }
-            let (cs, freed, images) =
-                berth::engine::system::prune(&engine()?, all).map_err(engine_err)?;
+            let e = engine()?;
+            let (cs, freed, images) = berth::engine::system::prune(&e, all).map_err(engine_err)?;
             if !cs.is_empty() {
                 println!("Deleted Containers:");
                 for c in &cs {
                     println!("{c}");
+                }
+                println!();
+            }
+            let nets = berth::engine::netcmd::prune(&e).map_err(engine_err)?;
+            if !nets.is_empty() {
+                println!("Deleted Networks:");
+                for n in &nets {
+                    println!("{n}");
                 }
                 println!();
             }
@@ -1050,8 +1058,12 @@ fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<u8> {
             }
         }
         NetworkCmd::Prune { force: _ } => {
-            for n in netcmd::prune(e).map_err(engine_err)? {
-                println!("Deleted Network: {n}");
+            let gone = netcmd::prune(e).map_err(engine_err)?;
+            if !gone.is_empty() {
+                println!("Deleted Networks:");
+                for n in gone {
+                    println!("{n}");
+                }
             }
         }
         NetworkCmd::Connect {

@@ -723,3 +723,137 @@ fn kill_9_at_each_step_of_run_is_repaired_by_the_next_command() {
         }
     }
 }
+
+#[test]
+fn cp_between_host_and_a_running_or_stopped_container() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    let host = b.dir.path().join("host");
+    fs::create_dir_all(host.join("tree/sub")).expect("mkdir");
+    fs::write(host.join("file.txt"), "from the host\n").expect("write");
+    fs::write(host.join("tree/sub/deep"), "deep\n").expect("write");
+    std::os::unix::fs::symlink("/etc/hostname", host.join("tree/link")).expect("symlink");
+    let p = |rel: &str| host.join(rel).display().to_string();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /data && echo inside > /data/in.txt && ln -s /etc /data/escape && exec sleep 600",
+    ]);
+    // The container has made /data: wait for it.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while b
+        .run(&["exec", "box", "test", "-L", "/data/escape"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the container never made /data"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // In: a file into a directory, a tree to a new name (links kept as links),
+    // a tree's content (SRC/.), a file to a new name.
+    b.ok(&["cp", &p("file.txt"), "box:/data/"]);
+    b.ok(&["cp", &p("tree"), "box:/data/copied"]);
+    b.ok(&["cp", &p("tree/."), "box:/data"]);
+    b.ok(&["cp", &p("file.txt"), "box:/data/renamed"]);
+    let inside = b.ok(&[
+        "exec", "box", "sh", "-c",
+        "cat /data/file.txt /data/copied/sub/deep /data/sub/deep /data/renamed; readlink /data/copied/link",
+    ]);
+    assert_eq!(
+        inside,
+        "from the host\ndeep\ndeep\nfrom the host\n/etc/hostname\n"
+    );
+    // A link the container planted resolves inside the container, never on the host.
+    b.ok(&["cp", &p("file.txt"), "box:/data/escape/planted"]);
+    assert_eq!(
+        b.ok(&["exec", "box", "cat", "/etc/planted"]),
+        "from the host\n"
+    );
+    assert!(
+        !Path::new("/etc/planted").exists(),
+        "cp wrote through a container's link onto the host"
+    );
+    // Out: a file to a new name, a directory, a tar stream.
+    b.ok(&["cp", "box:/data/in.txt", &p("out.txt")]);
+    assert_eq!(
+        fs::read_to_string(host.join("out.txt")).expect("read"),
+        "inside\n"
+    );
+    b.ok(&["cp", "box:/data/copied", &p("back")]);
+    assert_eq!(
+        fs::read_to_string(host.join("back/sub/deep")).expect("read"),
+        "deep\n"
+    );
+    assert_eq!(
+        fs::read_link(host.join("back/link")).expect("link"),
+        PathBuf::from("/etc/hostname")
+    );
+    let o = b
+        .cmd(&["cp", "box:/data/in.txt", "-"])
+        .output()
+        .expect("cp");
+    assert!(o.status.success());
+    let tree = tar_tree(&o.stdout);
+    assert_eq!(tree.keys().collect::<Vec<_>>(), ["in.txt"]);
+    assert_eq!(tree["in.txt"].2, b"inside\n");
+    // A tar stream in, from stdin.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(6);
+    h.set_mode(0o640);
+    h.set_cksum();
+    tar.append_data(&mut h, "streamed", &b"piped\n"[..])
+        .expect("tar");
+    let data = tar.into_inner().expect("tar");
+    let mut child = b
+        .cmd(&["cp", "-", "box:/data"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("cp");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &data).expect("write");
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(
+        b.ok(&["exec", "box", "stat", "-c", "%a %s", "/data/streamed"]),
+        "640 6\n"
+    );
+    // Refusals: one line naming the path.
+    for (args, want) in [
+        (vec!["cp", "box:/nope", "/tmp"], "cp source \"/nope\""),
+        (
+            vec!["cp", &p("tree") as &str, "box:/data/in.txt"],
+            "cannot copy a directory to a file",
+        ),
+        (vec!["cp", "box:/a", "box:/b"], "between containers"),
+    ] {
+        let o = b.run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            err.contains(want) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    // A stopped container: its root is mounted for the copy and unmounted after.
+    b.ok(&["stop", "-t", "0", "box"]);
+    b.ok(&["cp", &p("file.txt"), "box:/data/while-stopped"]);
+    b.ok(&["cp", "box:/data/while-stopped", &p("stopped-out")]);
+    assert_eq!(
+        fs::read_to_string(host.join("stopped-out")).expect("read"),
+        "from the host\n"
+    );
+    assert_eq!(b.mounts(), Vec::<String>::new());
+    let diff = b.ok(&["diff", "box"]);
+    assert!(diff.contains("A /data/while-stopped\n"), "{diff}");
+    b.ok(&["rm", "box"]);
+}

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod container;
+pub mod cp;
 pub mod manage;
 pub mod monitor;
 pub mod netcmd;
@@ -68,6 +69,9 @@ pub enum Error {
     /// From the network code.
     #[error("{0}")]
     Network(#[from] crate::network::Error),
+    /// A failure already described in full (by a helper process).
+    #[error("{0}")]
+    Message(String),
     /// A file operation failed.
     #[error("{what} {path}: {source}")]
     Io {

@@ -208,6 +208,21 @@ enum Cmd {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Copy files between a container and the host: CONTAINER:SRC DEST, or SRC CONTAINER:DEST
+    /// (`-` for a tar stream on stdout or stdin).
+    Cp {
+        /// Copy uid/gid as they are (the default already keeps them as the tar says).
+        #[arg(short, long)]
+        archive: bool,
+        /// Follow a symlink given as SRC.
+        #[arg(short = 'L', long)]
+        follow_link: bool,
+        src: String,
+        dest: String,
+    },
+    /// (internal) The chrooted side of `cp`.
+    #[command(hide = true)]
+    CpHelper { args: Vec<String> },
     /// (internal) The monitor of a detached container.
     #[command(hide = true)]
     Monitor {
@@ -696,6 +711,48 @@ fn run(cli: Cli) -> Result<u8> {
             run::rename(&engine()?, &container, &name).map_err(engine_err)?;
             Ok(0)
         }
+        Cmd::Cp {
+            archive: _,
+            follow_link,
+            src,
+            dest,
+        } => {
+            let e = engine()?;
+            let exe = std::env::current_exe().context("finding berth's own binary")?;
+            match (container_path(&src), container_path(&dest)) {
+                (Some((c, path)), None) => berth::engine::cp::copy_out(
+                    &e,
+                    &exe,
+                    c,
+                    path,
+                    follow_link,
+                    &dest,
+                    io::stdout().lock(),
+                )
+                .map_err(engine_err)?,
+                (None, Some((c, path))) => {
+                    let src = if follow_link && src != "-" {
+                        std::fs::canonicalize(&src)
+                            .with_context(|| format!("cp source {src:?}"))?
+                            .display()
+                            .to_string()
+                    } else {
+                        src.clone()
+                    };
+                    berth::engine::cp::copy_in(&e, &exe, &src, c, path, io::stdin().lock())
+                        .map_err(engine_err)?
+                }
+                (Some(_), Some(_)) => {
+                    bail!("cp {src} {dest}: copying between containers is not supported")
+                }
+                (None, None) => bail!("cp {src} {dest}: one of them must be CONTAINER:PATH"),
+            }
+            Ok(0)
+        }
+        Cmd::CpHelper { args } => {
+            berth::engine::cp::helper_main(&args).map_err(engine_err)?;
+            Ok(0)
+        }
         Cmd::Monitor { container, rm } => {
             // What was stdout (the starter's pipe) becomes the report channel.
             let report = io::stdout().as_fd().try_clone_to_owned()?;
@@ -983,6 +1040,15 @@ fn new_container(a: RunArgs) -> NewContainer {
         publish_all: a.publish_all,
         ip: a.ip,
     }
+}
+
+/// `NAME:PATH` of `cp`: a container side (a local path with a colon is written
+/// `./a:b` or `/a:b`, as Docker asks).
+fn container_path(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    arg.split_once(':').filter(|(c, _)| !c.is_empty())
 }
 
 fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<u8> {

@@ -592,6 +592,14 @@ fn run_it_is_a_terminal_with_window_size_and_exit_code() {
         return;
     }
     let b = Berth::new();
+    // Without a terminal on stdin, -it is refused as Docker refuses it.
+    let o = b.run(&["run", "-it", "--rm", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "berth: the input device is not a TTY\n"
+    );
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), "", "nothing made");
     // berth runs on a pty of its own, as in a person's terminal.
     let pty = nix::pty::openpty(None, None).expect("openpty");
     set_size(pty.master.as_raw_fd(), 30, 100);

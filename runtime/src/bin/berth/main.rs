@@ -590,6 +590,10 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Run { args, rm, detach } => {
+            // Docker's refusal: a pty fed from something that is not a terminal.
+            if !detach && args.tty && args.interactive && !io::stdin().is_terminal() {
+                bail!("the input device is not a TTY");
+            }
             let e = engine()?;
             let image = args.image.clone();
             let mut nc = new_container(args);
@@ -790,6 +794,9 @@ fn run(cli: Cli) -> Result<u8> {
             container,
             cmd,
         } => {
+            if !detach && tty && interactive && !io::stdin().is_terminal() {
+                bail!("the input device is not a TTY");
+            }
             let r = ExecRequest {
                 args: cmd,
                 env,

@@ -829,6 +829,30 @@ fn exec_pause_top_stats_restart_and_ps_filters() {
         ]),
         "1000\n1000\n/tmp\nbar\n"
     );
+    // --privileged: this exec has every capability berth has; the container's
+    // own processes keep Docker's default set.
+    let caps = |args: &[&str]| {
+        let out = b.ok(args);
+        let hex = out
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .unwrap_or_else(|| panic!("{out}"))
+            .trim()
+            .to_string();
+        u64::from_str_radix(&hex, 16).expect("hex")
+    };
+    let plain = caps(&["exec", "live", "cat", "/proc/self/status"]);
+    let full = caps(&["exec", "--privileged", "live", "cat", "/proc/self/status"]);
+    assert_eq!(plain, 0x00000000a80425fb, "Docker's default set");
+    let bounding = fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CapBnd:")
+                .map(|h| u64::from_str_radix(h.trim(), 16).expect("hex"))
+        })
+        .expect("CapBnd");
+    assert_eq!(full, bounding, "exec --privileged: {full:x}");
     assert_eq!(
         b.run(&["exec", "live", "sh", "-c", "exit 4"]).status.code(),
         Some(4)

@@ -267,7 +267,8 @@ fn capabilities(cfg: &RunConfig) -> Result<Vec<String>> {
 
 /// Every capability this kernel knows and berth itself may hand on (its
 /// bounding set: a host that runs berth with fewer cannot give more).
-fn all_caps() -> Vec<String> {
+/// Every capability this process may hand on (its bounding set).
+pub fn all_caps() -> Vec<String> {
     let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
     let mut v: Vec<String> = caps::runtime::thread_all_supported()
         .iter()

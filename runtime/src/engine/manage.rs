@@ -28,6 +28,9 @@ pub struct ExecRequest {
     pub interactive: bool,
     /// `-d`.
     pub detach: bool,
+    /// `--privileged`: every capability berth has (the container's seccomp
+    /// filter stays, as Docker's does).
+    pub privileged: bool,
 }
 
 /// The container `what`, which must be running (and not paused).
@@ -80,6 +83,10 @@ pub fn exec(e: &Engine, what: &str, r: &ExecRequest) -> Result<i32> {
         let snap = e.images.snapshots().get(&c.id)?;
         let (uid, gid, extra) = super::config::resolve_user(&snap.rootfs(), u)?;
         p["user"] = json!({"uid": uid, "gid": gid, "additionalGids": extra});
+    }
+    if r.privileged {
+        let all = super::config::all_caps();
+        p["capabilities"] = json!({"bounding": all, "effective": all, "permitted": all});
     }
     let process = serde_json::from_value(p).map_err(|err| Error::State {
         id: c.id.clone(),

@@ -140,6 +140,9 @@ enum Cmd {
     Rename { container: String, name: String },
     /// Run a command in a running container.
     Exec {
+        /// Every capability for this process (the container's seccomp filter stays).
+        #[arg(long)]
+        privileged: bool,
         /// Keep stdin open (attached).
         #[arg(short, long)]
         interactive: bool,
@@ -785,6 +788,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Exec {
+            privileged,
             interactive,
             tty,
             detach,
@@ -798,6 +802,7 @@ fn run(cli: Cli) -> Result<u8> {
                 bail!("the input device is not a TTY");
             }
             let r = ExecRequest {
+                privileged,
                 args: cmd,
                 env,
                 workdir,

@@ -544,7 +544,7 @@ fn volumes_tmpfs_read_only_env_file_and_limits() {
     for (args, want) in [
         (vec!["-m", "12x"], "invalid -m \"12x\""),
         (vec!["--cpus", "0"], "invalid --cpus \"0\""),
-        (vec!["-v", "rel:/x"], "invalid -v \"rel:/x\""),
+        (vec!["-v", "./rel:/x"], "invalid -v \"./rel:/x\""),
         (vec!["--tmpfs", "scratch"], "invalid --tmpfs \"scratch\""),
         (vec!["--env-file", "/nonexistent/env"], "/nonexistent/env"),
     ] {
@@ -856,4 +856,139 @@ fn cp_between_host_and_a_running_or_stopped_container() {
     let diff = b.ok(&["diff", "box"]);
     assert!(diff.contains("A /data/while-stopped\n"), "{diff}");
     b.ok(&["rm", "box"]);
+}
+
+#[test]
+fn named_and_anonymous_volumes() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    // An image that declares VOLUME /vol and has a file there.
+    let mut img = berth::image::build::busybox(Path::new("/bin/busybox")).expect("image");
+    let mut l = berth::image::build::LayerBuilder::new();
+    l.dir("vol", 0o755).file("vol/seed.txt", b"seed\n", 0o644);
+    img.layer(l.finish(), berth::layers::store::Compression::None)
+        .config("Volumes", serde_json::json!({"/vol": {}}));
+    let tar = b.dir.path().join("vimg.tar");
+    berth::image::build::ImageBuilder::write_oci_tar(
+        &[(&img, Some("vimg:latest"))],
+        fs::File::create(&tar).expect("create"),
+    )
+    .expect("write");
+    b.ok(&["load", "-q", "-i", tar.to_str().expect("path")]);
+    // A named volume outlives its containers and is shared by name.
+    b.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one > /data/f",
+    ]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "data\n");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data:ro",
+            "busybox",
+            "cat",
+            "/data/f"
+        ]),
+        "one\n"
+    );
+    let o = b.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data:ro",
+        "busybox",
+        "touch",
+        "/data/g",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "a read-only volume was written");
+    let o = b.run(&["volume", "rm", "data"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("volume is in use by writer"));
+    let mounts: serde_json::Value =
+        serde_json::from_str(&b.ok(&["inspect", "-f", "{{json .Mounts}}", "writer"]))
+            .expect("json");
+    assert_eq!(mounts[0]["Type"], "volume");
+    assert_eq!(mounts[0]["Name"], "data");
+    b.ok(&["rm", "-v", "writer"]);
+    assert_eq!(
+        b.ok(&["volume", "ls", "-q"]),
+        "data\n",
+        "rm -v keeps named volumes"
+    );
+    b.ok(&["volume", "rm", "data"]);
+    // The image's VOLUME: an anonymous volume filled from the image, gone with rm -v.
+    assert_eq!(
+        b.ok(&["run", "--name", "anon", "vimg", "cat", "/vol/seed.txt"]),
+        "seed\n"
+    );
+    let name = b.ok(&["inspect", "-f", "{{(index .Mounts 0).Name}}", "anon"]);
+    assert_eq!(name.trim().len(), 64, "{name}");
+    let data = b
+        .dir
+        .path()
+        .join("data/volumes")
+        .join(name.trim())
+        .join("_data/seed.txt");
+    assert_eq!(fs::read_to_string(&data).expect("populated"), "seed\n");
+    b.ok(&["rm", "-v", "anon"]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    // A new named volume over the image's path is filled too; -v /path and --rm.
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "kept:/vol",
+            "vimg",
+            "cat",
+            "/vol/seed.txt"
+        ]),
+        "seed\n"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "/scratch",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /scratch/y && cat /scratch/y"
+        ]),
+        "x\n"
+    );
+    assert_eq!(
+        b.ok(&["volume", "ls", "-q"]),
+        "kept\n",
+        "--rm removes anonymous volumes only"
+    );
+    // Refusals.
+    b.refuses_run(&["-v", "bad/name:/x"], "invalid -v \"bad/name:/x\"");
+    b.refuses_run(
+        &["-v", "data:relative"],
+        "the container path must be absolute",
+    );
+    b.ok(&["volume", "create", "spare"]);
+    b.ok(&["volume", "prune", "-f"]);
+    assert_eq!(
+        b.ok(&["volume", "ls", "-q"]),
+        "kept\nspare\n",
+        "prune keeps named volumes"
+    );
+    assert_eq!(
+        b.ok(&["volume", "prune", "-f", "-a"]),
+        "Deleted Volumes:\nkept\nspare\n"
+    );
+    assert_eq!(b.mounts(), Vec::<String>::new());
 }

@@ -730,23 +730,29 @@ pub fn parse_cpus(s: &str) -> Result<i64> {
 pub fn parse_volume(s: &str) -> Result<super::container::Volume> {
     let parts: Vec<&str> = s.split(':').collect();
     let (source, target, mode) = match parts.as_slice() {
+        // An anonymous volume: the source is chosen at create.
+        [c] => ("", *c, "rw"),
         [h, c] => (*h, *c, "rw"),
         [h, c, m] => (*h, *c, *m),
         _ => {
             return Err(bad(
                 "-v",
                 s,
-                "use HOST:CONTAINER[:ro|rw] (named volumes are not supported yet)",
+                "use HOST:CONTAINER[:ro|rw], NAME:CONTAINER[:ro|rw] or CONTAINER",
             ));
         }
     };
-    if !source.starts_with('/') {
+    let name = if source.is_empty() || source.starts_with('/') {
+        None
+    } else if super::container::valid_name(source) {
+        Some(source.to_string())
+    } else {
         return Err(bad(
             "-v",
             s,
-            "the host path must be absolute (named volumes are not supported yet)",
+            "a host path must be absolute; a volume name is [a-zA-Z0-9][a-zA-Z0-9_.-]+",
         ));
-    }
+    };
     if !target.starts_with('/') || target == "/" {
         return Err(bad(
             "-v",
@@ -759,11 +765,16 @@ pub fn parse_volume(s: &str) -> Result<super::container::Volume> {
         "rw" => false,
         _ => return Err(bad("-v", s, "the mode is ro or rw")),
     };
-    if !Path::new(source).exists() {
+    if source.starts_with('/') && !Path::new(source).exists() {
         std::fs::create_dir_all(source).io("creating the host directory", source)?;
     }
     Ok(super::container::Volume {
-        source: source.to_string(),
+        source: if name.is_some() {
+            String::new()
+        } else {
+            source.to_string()
+        },
+        name,
         target: target.to_string(),
         read_only,
     })

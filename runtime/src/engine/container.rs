@@ -161,11 +161,14 @@ pub enum NetworkMode {
     Container(String),
 }
 
-/// A bind mount from the host.
+/// A bind mount from the host, or a volume.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Volume {
-    /// Absolute host path.
+    /// Absolute host path (a volume's `_data`).
     pub source: String,
+    /// The volume's name (None: a host directory).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Absolute path in the container.
     pub target: String,
     /// Mounted read-only.

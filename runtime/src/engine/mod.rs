@@ -18,6 +18,7 @@ pub mod netcmd;
 pub mod network;
 pub mod run;
 pub mod system;
+pub mod volume;
 
 use std::path::{Path, PathBuf};
 
@@ -123,6 +124,8 @@ pub struct Engine {
     pub oci: crate::oci::state::Store,
     /// The bridge networks.
     pub networks: crate::network::Networks,
+    /// The volumes.
+    pub volumes: volume::Volumes,
     /// The network of a container run without `--network`: `bridge`, unless
     /// `BERTH_DEFAULT_NETWORK` says otherwise (as containers.conf's
     /// default_network does for Podman).
@@ -154,6 +157,7 @@ impl Engine {
             oci: crate::oci::state::Store::new(oci_root),
             networks,
             default_network,
+            volumes: volume::Volumes::open(root)?,
         })
     }
 }

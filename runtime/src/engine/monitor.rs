@@ -23,7 +23,7 @@ use nix::unistd::{Pid, pipe2};
 use serde_json::json;
 
 use super::container::Status;
-use super::run::{finish, launch, remove};
+use super::run::{finish, launch, remove_with_volumes as remove};
 use super::{Engine, Error, IoContext, Result, sys};
 use crate::oci::time::now_rfc3339_nanos;
 

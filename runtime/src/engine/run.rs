@@ -317,7 +317,34 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
     let names = e.containers.names_lock()?;
     let name = e.containers.pick_name(o.name.as_deref())?;
     let lock = e.containers.create_dir(&id)?;
+    // The image's VOLUMEs that no -v covers are anonymous volumes, as Docker's.
+    let mut volumes = volumes;
+    for t in ic["Volumes"]
+        .as_object()
+        .map(|m| m.keys())
+        .into_iter()
+        .flatten()
+    {
+        if !volumes
+            .iter()
+            .any(|v| v.target.trim_end_matches('/') == t.trim_end_matches('/'))
+        {
+            volumes.push(super::container::Volume {
+                target: t.clone(),
+                ..Default::default()
+            });
+        }
+    }
     let made = (|| {
+        for v in volumes.iter_mut().filter(|v| v.source.is_empty()) {
+            let (name, anonymous) = match &v.name {
+                Some(n) => (n.clone(), false),
+                None => (random_id()?, true),
+            };
+            e.volumes.ensure(&name, anonymous)?;
+            v.source = e.volumes.data(&name).display().to_string();
+            v.name = Some(name);
+        }
         e.images
             .create_snapshot(&id, &rec.id().to_string())?
             .add_init(&super::network::INIT_FILES)?;
@@ -340,7 +367,7 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
                     .clone()
                     .unwrap_or_else(|| ic["User"].as_str().unwrap_or("").to_string()),
                 hostname,
-                volumes,
+                volumes: volumes.clone(),
                 tmpfs: o.tmpfs.clone(),
                 read_only: o.read_only,
                 memory,
@@ -375,6 +402,7 @@ pub fn create(e: &Engine, image: &str, o: &NewContainer) -> Result<Container> {
     if made.is_err() {
         let _ = e.images.snapshots().remove(&id);
         let _ = e.containers.remove_dir(&id);
+        let _ = super::volume::remove_anonymous(e, &volumes);
     }
     drop(lock);
     made
@@ -531,6 +559,7 @@ pub(crate) fn launch(e: &Engine, what: &str, restart: bool) -> Result<Launched> 
     let snap = e.images.snapshots().get(&c.id)?;
     let root = snap.mount()?;
     crate::fault::point("run.after-mount").map_err(Error::Oci)?;
+    super::volume::populate(&snap.rootfs(), &c.config.volumes)?;
     let bundle = e.containers.dir(&c.id).join("bundle");
     let mut spec = oci_config(&c.config, &snap.rootfs())?;
     if let Some(pid) = net_pid {
@@ -766,6 +795,14 @@ pub fn start_foreground(e: &Engine, what: &str) -> Result<i32> {
     }
 }
 
+/// Removes a container and its anonymous volumes (`rm -v`, `--rm`).
+pub fn remove_with_volumes(e: &Engine, what: &str, force: bool) -> Result<String> {
+    let c = e.containers.resolve(what)?;
+    let id = remove(e, what, force)?;
+    super::volume::remove_anonymous(e, &c.config.volumes)?;
+    Ok(id)
+}
+
 /// Removes a container (a running one only with `force`, which kills it first).
 pub fn remove(e: &Engine, what: &str, force: bool) -> Result<String> {
     let (c, lock) = locked(e, what)?;
@@ -956,9 +993,10 @@ pub fn inspect(e: &Engine, what: &str) -> Result<Value> {
             },
         },
         "NetworkSettings": network_settings,
-        "Mounts": c.config.volumes.iter().map(|v| json!({
-            "Type": "bind", "Source": v.source, "Destination": v.target, "RW": !v.read_only,
-        })).collect::<Vec<_>>(),
+        "Mounts": c.config.volumes.iter().map(|v| match &v.name {
+            Some(n) => json!({"Type": "volume", "Name": n, "Source": v.source, "Destination": v.target, "Driver": "local", "RW": !v.read_only}),
+            None => json!({"Type": "bind", "Source": v.source, "Destination": v.target, "RW": !v.read_only}),
+        }).collect::<Vec<_>>(),
         "GraphDriver": {
             "Name": "overlay",
             "Data": {

@@ -189,6 +189,9 @@ enum Cmd {
     /// Manage bridge networks.
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// List a container's published ports (or the host address of one).
     Port {
         container: String,
@@ -263,6 +266,9 @@ enum Cmd {
         /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
+        /// Remove its anonymous volumes too.
+        #[arg(short, long)]
+        volumes: bool,
     },
     /// Make an image of a container's changes.
     Commit {
@@ -386,6 +392,41 @@ struct RunArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// Make a volume (a generated name when none is given).
+    Create { name: Option<String> },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show volumes as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses one).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Accepted for Docker's sake; a volume in use is still refused.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Remove unused anonymous volumes (all unused ones with -a).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -605,14 +646,14 @@ fn run(cli: Cli) -> Result<u8> {
             if detach {
                 let started = monitor::start_detached(&e, &exe()?, &c.id, rm);
                 if started.is_err() && rm {
-                    let _ = run::remove(&e, &c.id, true);
+                    let _ = run::remove_with_volumes(&e, &c.id, true);
                 }
                 println!("{}", started.map_err(engine_err)?);
                 return Ok(0);
             }
             let code = run::start_foreground(&e, &c.id);
             if rm {
-                run::remove(&e, &c.id, true).map_err(engine_err)?;
+                run::remove_with_volumes(&e, &c.id, true).map_err(engine_err)?;
             }
             Ok(code.map_err(engine_err)?.clamp(0, 255) as u8)
         }
@@ -705,6 +746,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Network(cmd) => network_cmd(&engine()?, cmd),
+        Cmd::Volume(cmd) => volume_cmd(&engine()?, cmd),
         Cmd::Port { container, port } => {
             let e = engine()?;
             for line in
@@ -925,11 +967,20 @@ fn run(cli: Cli) -> Result<u8> {
             cmd_stats(&engine()?, &containers, no_stream, &format)?;
             Ok(0)
         }
-        Cmd::Rm { containers, force } => {
+        Cmd::Rm {
+            containers,
+            force,
+            volumes,
+        } => {
             let e = engine()?;
             let mut failed = None;
             for c in &containers {
-                match run::remove(&e, c, force) {
+                let removed = if volumes {
+                    run::remove_with_volumes(&e, c, force)
+                } else {
+                    run::remove(&e, c, force)
+                };
+                match removed {
                     Ok(_) => println!("{c}"),
                     Err(err) => failed = Some(err),
                 }
@@ -1061,6 +1112,69 @@ fn container_path(arg: &str) -> Option<(&str, &str)> {
         return None;
     }
     arg.split_once(':').filter(|(c, _)| !c.is_empty())
+}
+
+fn volume_cmd(e: &Engine, cmd: VolumeCmd) -> Result<u8> {
+    use berth::engine::volume;
+    let json = |v: &volume::Volume| {
+        serde_json::json!({
+            "Name": v.name,
+            "Driver": "local",
+            "Mountpoint": e.volumes.data(&v.name),
+            "CreatedAt": v.created,
+            "Scope": "local",
+            "Labels": {},
+            "Options": {},
+            "Anonymous": v.anonymous,
+        })
+    };
+    match cmd {
+        VolumeCmd::Create { name } => {
+            let name = match name {
+                Some(n) => n,
+                None => berth::engine::container::random_id().map_err(engine_err)?,
+            };
+            let v = e.volumes.ensure(&name, false).map_err(engine_err)?;
+            println!("{}", v.name);
+        }
+        VolumeCmd::Ls { quiet } => {
+            let list = e.volumes.list().map_err(engine_err)?;
+            if quiet {
+                for v in &list {
+                    println!("{}", v.name);
+                }
+            } else {
+                let mut table = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
+                for v in &list {
+                    table.push(vec!["local".into(), v.name.clone()]);
+                }
+                print!("{}", human::table(&table));
+            }
+        }
+        VolumeCmd::Inspect { names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(json(&e.volumes.get(n).map_err(engine_err)?));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        VolumeCmd::Rm { names, force: _ } => {
+            for n in &names {
+                volume::remove(e, n).map_err(engine_err)?;
+                println!("{n}");
+            }
+        }
+        VolumeCmd::Prune { all, force: _ } => {
+            let gone = volume::prune(e, all).map_err(engine_err)?;
+            if !gone.is_empty() {
+                println!("Deleted Volumes:");
+                for n in &gone {
+                    println!("{n}");
+                }
+            }
+        }
+    }
+    Ok(0)
 }
 
 fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<u8> {

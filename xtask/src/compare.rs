@@ -35,6 +35,8 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
                     "berth-runc",
                     "--bin",
                     "berth",
+                    "--bin",
+                    "berth-monitor",
                 ]),
         )?;
         let me = std::env::current_exe()?;

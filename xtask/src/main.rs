@@ -281,7 +281,15 @@ fn image(name: &str, data_root: &Path, output: Option<PathBuf>) -> Result<()> {
         bail!("image {name:?}: the images xtask can build are: busybox");
     }
     setup::setup()?;
-    run(cargo().args(["build", "-p", "berth", "--bin", "berth"]))?;
+    run(cargo().args([
+        "build",
+        "-p",
+        "berth",
+        "--bin",
+        "berth",
+        "--bin",
+        "berth-monitor",
+    ]))?;
     let img = berth::image::build::busybox(Path::new("/bin/busybox"))
         .context("building the busybox image from /bin/busybox (busybox-static)")?;
     let tar = output.unwrap_or_else(|| root().join("target/images/busybox.tar"));

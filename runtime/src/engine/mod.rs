@@ -12,6 +12,7 @@
 pub mod config;
 pub mod container;
 pub mod cp;
+pub mod logcopy;
 pub mod manage;
 pub mod monitor;
 pub mod netcmd;
@@ -23,6 +24,8 @@ pub mod volume;
 use std::path::{Path, PathBuf};
 
 use crate::image::store::ImageStore;
+// `logcopy` names it `super::time`, so that it also compiles into berth-monitor.
+use crate::oci::time;
 
 /// Errors of the engine; each names the container, image or value involved.
 #[derive(Debug, thiserror::Error)]

@@ -4,28 +4,31 @@
 //! binary, a fresh single-threaded process — and waits only until the monitor
 //! says the container started (or why it did not). The monitor leaves the
 //! caller's session, becomes a child subreaper, starts the container with
-//! `/dev/null` as stdin and pipes as stdout and stderr, and copies what comes out
-//! into `<container dir>/<id>-json.log` in Docker's json-file format (one
-//! `{"log","stream","time"}` object per line). When the init ends it records the
-//! exit code and time and cleans up (OCI container, root mount); `--rm`
-//! removes the container too.
+//! `/dev/null` as stdin and pipes as stdout and stderr, and then replaces itself
+//! with the small `berth-monitor` (same pid, still the container's parent),
+//! which copies what comes out into `<container dir>/<id>-json.log` in Docker's
+//! json-file format (one `{"log","stream","time"}` object per line, see
+//! [`super::logcopy`]). When the init ends, `berth-monitor` replaces itself with
+//! `berth monitor … --exited CODE`, which records the exit code and time, applies
+//! the restart policy (starting the container again and handing over again) and
+//! cleans up (OCI container, root mount, network); `--rm` removes the container
+//! too. Without `berth-monitor` beside `berth`, the big process watches itself.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, pipe2};
-use serde_json::json;
+use nix::unistd::pipe2;
 
 use super::container::Status;
+use super::logcopy::{LogWriter, copy_output, rotated};
 use super::run::{finish, launch, remove_with_volumes as remove};
 use super::{Engine, Error, IoContext, Result, sys};
-use crate::oci::time::now_rfc3339_nanos;
 
 /// The log file of a container.
 pub fn log_path(e: &Engine, id: &str) -> std::path::PathBuf {
@@ -70,88 +73,43 @@ pub fn start_detached(e: &Engine, exe: &Path, what: &str, remove_after: bool) ->
     }
 }
 
-/// The container's log: Docker's json-file lines, rotated at `max_size` bytes
-/// into `<log>.1` … `<log>.<max_files - 1>`.
-struct LogWriter {
-    path: std::path::PathBuf,
-    file: File,
-    size: u64,
-    max_size: Option<u64>,
-    max_files: u32,
-}
-
-impl LogWriter {
-    fn open(path: std::path::PathBuf, max_size: Option<u64>, max_files: u32) -> Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .io("opening", &path)?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(LogWriter {
-            path,
-            file,
-            size,
-            max_size,
-            max_files: max_files.max(1),
-        })
-    }
-
-    fn line(&mut self, stream: &str, text: &[u8]) {
-        let v = json!({"log": String::from_utf8_lossy(text), "stream": stream, "time": now_rfc3339_nanos()});
-        let mut bytes = v.to_string().into_bytes();
-        bytes.push(b'\n');
-        if let Some(max) = self.max_size
-            && self.size > 0
-            && self.size + bytes.len() as u64 > max
-        {
-            self.rotate();
-        }
-        if self.file.write_all(&bytes).is_ok() {
-            self.size += bytes.len() as u64;
-        }
-    }
-
-    fn rotate(&mut self) {
-        let name = |i: u32| rotated(&self.path, i);
-        if self.max_files > 1 {
-            for i in (1..self.max_files - 1).rev() {
-                let _ = std::fs::rename(name(i), name(i + 1));
-            }
-            let _ = std::fs::rename(&self.path, name(1));
-        }
-        if let Ok(f) = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&self.path)
-        {
-            self.file = f;
-            self.size = 0;
-        }
-    }
-}
-
-/// The `i`th rotated log beside `path` (0: the current one).
-fn rotated(path: &Path, i: u32) -> std::path::PathBuf {
-    if i == 0 {
-        return path.to_path_buf();
-    }
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{i}"));
-    s.into()
-}
-
 /// Sets this process's fd `to` to `fd` (what the container inherits at create).
 fn set_fd(fd: i32, to: i32) {
     // SAFETY: dup2 on descriptors this process owns.
     unsafe { libc::dup2(fd, to) };
 }
 
+/// How the container's init ended, as `berth-monitor` hands it back to
+/// `berth monitor … --exited CODE`.
+#[derive(Debug, Clone, Copy)]
+pub struct Exited {
+    /// Its exit code (128 + the signal for a killed one).
+    pub code: i32,
+    /// When it was started, in milliseconds since the epoch.
+    pub began_ms: u64,
+    /// The restart policy's current back-off, in milliseconds.
+    pub delay_ms: u64,
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The monitor's work: `report` (the starter's pipe) gets "ok" or the error.
-/// Starts the container, copies its output into the log until it ends, records
-/// the exit, applies the restart policy, and cleans up.
-pub fn monitor(e: &Engine, what: &str, report: File, remove_after: bool) -> Result<i32> {
+/// Starts the container, hands the watching over to the small `berth-monitor`
+/// (or copies the output itself when that binary is not beside this one),
+/// records the exit, applies the restart policy, and cleans up. `exited`: this
+/// process is `berth-monitor`'s successor, and the container it watched ended.
+pub fn monitor(
+    e: &Engine,
+    what: &str,
+    report: Option<File>,
+    remove_after: bool,
+    exited: Option<Exited>,
+) -> Result<i32> {
     // Out of the starter's session and terminal; orphans of the container come here.
     let _ = nix::unistd::setsid();
     // SAFETY: a plain prctl.
@@ -162,18 +120,26 @@ pub fn monitor(e: &Engine, what: &str, report: File, remove_after: bool) -> Resu
         .write(true)
         .open("/dev/null")
         .io("opening", "/dev/null")?;
-    let mut report = Some(report);
-    let mut delay = Duration::from_millis(100);
-    let mut log: Option<LogWriter> = None;
+    let mut report = report;
+    let mut delay = Duration::from_millis(exited.map(|x| x.delay_ms).unwrap_or(100));
+    let mut ended = exited;
     let code = loop {
-        let c = e.containers.load(&id)?;
-        if log.is_none() {
-            log = Some(LogWriter::open(
-                log_path(e, &id),
-                c.config.log_max_size,
-                c.config.log_max_files.unwrap_or(1),
-            )?);
+        if let Some(x) = ended.take() {
+            let Some(after) = finish(e, &id, x.code)? else {
+                return Ok(x.code);
+            };
+            let ran = Duration::from_millis(epoch_ms().saturating_sub(x.began_ms));
+            match super::run::restart_delay(&after, ran, &mut delay) {
+                Some(d) => {
+                    std::thread::sleep(d);
+                    if !super::run::note_restart(e, &id)? {
+                        break x.code;
+                    }
+                }
+                None => break x.code,
+            }
         }
+        let c = e.containers.load(&id)?;
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| sys("pipe", e))?;
         // `-i`: stdin is a pipe this monitor keeps open (and never writes), so
@@ -193,13 +159,13 @@ pub fn monitor(e: &Engine, what: &str, report: File, remove_after: bool) -> Resu
         );
         set_fd(out_w.as_raw_fd(), 1);
         set_fd(err_w.as_raw_fd(), 2);
-        let began = Instant::now();
+        let began_ms = epoch_ms();
         let launched = launch(e, &id, report.is_none());
         for fd in 0..=2 {
             set_fd(devnull.as_raw_fd(), fd);
         }
         drop((out_w, err_w));
-        let _stdin_w = stdin.map(|(_, w)| w);
+        let stdin_w = stdin.map(|(_, w)| w);
         let l = match launched {
             Ok(l) => l,
             Err(err) => {
@@ -217,27 +183,34 @@ pub fn monitor(e: &Engine, what: &str, report: File, remove_after: bool) -> Resu
         if let Some(mut r) = report.take() {
             let _ = writeln!(r, "ok");
         }
-        let Some(log) = log.as_mut() else {
-            break 255;
-        };
         let sources = match l.master {
             // A pty: one stream, as Docker logs it.
             Some(m) => vec![(m, "stdout")],
             None => vec![(out_r, "stdout"), (err_r, "stderr")],
         };
-        let code = copy_output(l.pid, sources, log);
-        let Some(after) = finish(e, &id, code)? else {
-            return Ok(code);
+        let log = LogTarget {
+            path: log_path(e, &id),
+            max_size: c.config.log_max_size,
+            max_files: c.config.log_max_files.unwrap_or(1),
         };
-        match super::run::restart_delay(&after, began.elapsed(), &mut delay) {
-            Some(d) => {
-                std::thread::sleep(d);
-                if !super::run::note_restart(e, &id)? {
-                    break code;
-                }
-            }
-            None => break code,
-        }
+        let next = Successor {
+            e,
+            id: &id,
+            remove_after,
+            began_ms,
+            delay_ms: delay.as_millis() as u64,
+        };
+        // Returns only when the small monitor could not take over.
+        hand_over(l.pid, &sources, stdin_w.as_ref(), &log, &next);
+        let mut writer = LogWriter::open(log.path.clone(), log.max_size, log.max_files)
+            .io("opening", &log.path)?;
+        let code = copy_output(l.pid, sources, &mut writer);
+        drop(stdin_w);
+        ended = Some(Exited {
+            code,
+            began_ms,
+            delay_ms: delay.as_millis() as u64,
+        });
     };
     if remove_after {
         remove(e, &id, true)?;
@@ -245,69 +218,79 @@ pub fn monitor(e: &Engine, what: &str, report: File, remove_after: bool) -> Resu
     Ok(code)
 }
 
-/// Copies the container's output (each source with its stream name) into the
-/// log until its init ends; returns the init's exit code.
-fn copy_output(pid: i32, sources: Vec<(OwnedFd, &'static str)>, log: &mut LogWriter) -> i32 {
-    let n_src = sources.len();
-    let mut open = vec![true; n_src];
-    let mut partial: Vec<Vec<u8>> = vec![Vec::new(); n_src];
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut code: Option<i32> = None;
-    loop {
-        let mut pfds: Vec<libc::pollfd> = sources
-            .iter()
-            .zip(&open)
-            .map(|((f, _), o)| libc::pollfd {
-                fd: if *o { f.as_raw_fd() } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: a valid array of pollfd.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 200) };
-        if n > 0 {
-            for i in 0..n_src {
-                if !open[i] || pfds[i].revents == 0 {
-                    continue;
-                }
-                let (fd, stream) = (&sources[i].0, sources[i].1);
-                // SAFETY: reading into our buffer from our descriptor.
-                let got = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if got <= 0 {
-                    // End of file, or EIO from a pty whose other side is closed.
-                    open[i] = false;
-                    if !partial[i].is_empty() {
-                        log.line(stream, &std::mem::take(&mut partial[i]));
-                    }
-                    continue;
-                }
-                partial[i].extend_from_slice(&buf[..got as usize]);
-                while let Some(nl) = partial[i].iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = partial[i].drain(..=nl).collect();
-                    log.line(stream, &line);
-                }
-            }
-        }
-        if code.is_none() {
-            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, c)) => code = Some(c),
-                Ok(WaitStatus::Signaled(_, sig, _)) => code = Some(128 + sig as i32),
-                Err(_) => code = Some(255),
-                _ => {}
-            }
-        }
-        // Done when the output is closed and the init is gone; output still held
-        // open by a process that outlived the init gets a moment more, not forever.
-        if let Some(c) = code
-            && (open.iter().all(|o| !o) || n <= 0)
-        {
-            for (i, p) in partial.iter_mut().enumerate() {
-                if !p.is_empty() {
-                    log.line(sources[i].1, &std::mem::take(p));
-                }
-            }
-            return c;
-        }
+/// Where the container's log goes.
+struct LogTarget {
+    path: std::path::PathBuf,
+    max_size: Option<u64>,
+    max_files: u32,
+}
+
+/// What `berth-monitor` runs when the container has ended.
+struct Successor<'a> {
+    e: &'a Engine,
+    id: &'a str,
+    remove_after: bool,
+    began_ms: u64,
+    delay_ms: u64,
+}
+
+/// Replaces this process with `berth-monitor` (beside this binary), which
+/// watches the container with a fraction of this process's memory and runs
+/// `berth monitor … --exited CODE` when it ends. Returns if that binary is
+/// missing or cannot be run; the caller then watches the container itself.
+fn hand_over(
+    pid: i32,
+    sources: &[(OwnedFd, &'static str)],
+    stdin_w: Option<&OwnedFd>,
+    log: &LogTarget,
+    next: &Successor,
+) {
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let small = me.with_file_name("berth-monitor");
+    if !small.is_file() {
+        return;
+    }
+    let keep: Vec<i32> = sources
+        .iter()
+        .map(|(f, _)| f.as_raw_fd())
+        .chain(stdin_w.map(|f| f.as_raw_fd()))
+        .collect();
+    for fd in &keep {
+        // SAFETY: clearing FD_CLOEXEC on a descriptor this process owns.
+        unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) };
+    }
+    let srcs: Vec<String> = sources
+        .iter()
+        .map(|(f, s)| format!("{}:{s}", f.as_raw_fd()))
+        .collect();
+    let mut cmd = Command::new(&small);
+    cmd.arg(pid.to_string())
+        .arg(&log.path)
+        .arg(log.max_size.unwrap_or(0).to_string())
+        .arg(log.max_files.to_string())
+        .arg(srcs.join(","))
+        .arg("--")
+        .arg(&me)
+        .arg("--root")
+        .arg(&next.e.root)
+        .arg("--state")
+        .arg(&next.e.state)
+        .arg("monitor");
+    if next.remove_after {
+        cmd.arg("--rm");
+    }
+    cmd.arg("--began")
+        .arg(next.began_ms.to_string())
+        .arg("--delay")
+        .arg(next.delay_ms.to_string())
+        .arg(next.id);
+    // Only fails (and returns) when the exec does.
+    let _ = cmd.exec();
+    for fd in &keep {
+        // SAFETY: as above, back to close-on-exec for the fallback.
+        unsafe { libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 

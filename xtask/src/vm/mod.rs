@@ -77,7 +77,8 @@ fn build() -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let (mut tests, mut init, mut runc, mut berth) = (Vec::new(), None, None, None);
+    let (mut tests, mut init, mut runc, mut berth, mut monitor) =
+        (Vec::new(), None, None, None, None);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -97,6 +98,7 @@ fn build() -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
             (false, "vm-init") => init = Some(PathBuf::from(exe)),
             (false, "berth-runc") => runc = Some(PathBuf::from(exe)),
             (false, "berth") => berth = Some(PathBuf::from(exe)),
+            (false, "berth-monitor") => monitor = Some(PathBuf::from(exe)),
             // Every integration test of vm-tests and the harness, the OCI suite and
             // the image and engine suites (containerd is not in the guest: its test stays on
             // the host).
@@ -111,7 +113,9 @@ fn build() -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
     let init = init.context("cargo built no vm-init")?;
     let runc = runc.context("cargo built no berth-runc")?;
     let berth = berth.context("cargo built no berth")?;
-    Ok((tests, init, vec![runc, berth]))
+    // berth finds berth-monitor beside itself: both keep their host paths.
+    let monitor = monitor.context("cargo built no berth-monitor")?;
+    Ok((tests, init, vec![runc, berth, monitor]))
 }
 
 /// A microvm booting `vmlinux` with its serial console on stdio.

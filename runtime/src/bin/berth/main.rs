@@ -235,6 +235,15 @@ enum Cmd {
         container: String,
         #[arg(long)]
         rm: bool,
+        /// The container ended with this code (from berth-monitor).
+        #[arg(long)]
+        exited: Option<i32>,
+        /// When it was started (ms since the epoch).
+        #[arg(long, default_value_t = 0)]
+        began: u64,
+        /// The restart back-off (ms).
+        #[arg(long, default_value_t = 100)]
+        delay: u64,
     },
 
     /// List containers.
@@ -802,11 +811,30 @@ fn run(cli: Cli) -> Result<u8> {
             berth::engine::cp::helper_main(&args).map_err(engine_err)?;
             Ok(0)
         }
-        Cmd::Monitor { container, rm } => {
-            // What was stdout (the starter's pipe) becomes the report channel.
-            let report = io::stdout().as_fd().try_clone_to_owned()?;
-            let code = monitor::monitor(&engine()?, &container, File::from(report), rm)
-                .map_err(engine_err)?;
+        Cmd::Monitor {
+            container,
+            rm,
+            exited,
+            began,
+            delay,
+        } => {
+            let (report, exited) = match exited {
+                Some(code) => (
+                    None,
+                    Some(monitor::Exited {
+                        code,
+                        began_ms: began,
+                        delay_ms: delay,
+                    }),
+                ),
+                // What was stdout (the starter's pipe) becomes the report channel.
+                None => (
+                    Some(File::from(io::stdout().as_fd().try_clone_to_owned()?)),
+                    None,
+                ),
+            };
+            let code =
+                monitor::monitor(&engine()?, &container, report, rm, exited).map_err(engine_err)?;
             Ok(code.clamp(0, 255) as u8)
         }
 

@@ -839,7 +839,19 @@ mod tests {
             (v.source.as_str(), v.target.as_str(), v.read_only),
             ("/tmp", "/data", true)
         );
-        for bad in ["rel:/data", "/tmp:data", "/tmp:/", "/tmp:/d:rx", "/tmp"] {
+        let v = parse_volume("cache:/data").unwrap();
+        assert_eq!((v.name.as_deref(), v.source.as_str()), (Some("cache"), ""));
+        let v = parse_volume("/data").unwrap();
+        assert_eq!((v.name, v.source.as_str(), v.target.as_str()), (None, "", "/data"));
+        for bad in [
+            "./rel:/data",
+            "bad name:/data",
+            "/tmp:data",
+            "/tmp:/",
+            "/tmp:/d:rx",
+            "a:/b:ro:x",
+            "/",
+        ] {
             assert!(parse_volume(bad).is_err(), "{bad}");
         }
     }

@@ -575,6 +575,24 @@ fn read_until(master: &mut fs::File, seen: &mut String, want: &str) {
     }
 }
 
+/// Whether a `sleep 4242` runs as the foreground process group of its terminal.
+fn foreground_sleep_4242() -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let p = e.path();
+        let is_it = fs::read(p.join("cmdline")).is_ok_and(|c| c == b"sleep\x004242\x00");
+        // Fields after the command: state ppid pgrp session tty_nr tpgid.
+        let stat = fs::read_to_string(p.join("stat")).unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        is_it && f.len() > 5 && f[2] == f[5]
+    })
+}
+
 fn set_size(fd: i32, rows: u16, cols: u16) {
     let ws = libc::winsize {
         ws_row: rows,
@@ -637,8 +655,17 @@ fn run_it_is_a_terminal_with_window_size_and_exit_code() {
     read_until(&mut master, &mut seen, "mark-6");
     assert!(seen.contains("50 132"), "{seen}");
     // Ctrl-C reaches the container's foreground job, not berth.
-    master.write_all(b"sleep 100\n").expect("type");
-    std::thread::sleep(Duration::from_millis(500));
+    master.write_all(b"sleep 4242\n").expect("type");
+    // Only once the sleep is its terminal's foreground job (on a loaded machine
+    // the shell may not have handed the terminal over yet).
+    let until = Instant::now() + Duration::from_secs(60);
+    while !foreground_sleep_4242() {
+        assert!(
+            Instant::now() < until,
+            "sleep 4242 never ran in the foreground: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     master.write_all(&[3]).expect("ctrl-c");
     master.write_all(b"echo after-$((1+1))\n").expect("type");
     read_until(&mut master, &mut seen, "after-2");

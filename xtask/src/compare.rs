@@ -102,8 +102,8 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
     engine_runs(rounds, &dir, &bundle)
 }
 
-/// `berth run --rm --network none busybox true` next to `berth-runc run` of the
-/// same bundle and `podman run --rm --network none` of the same image (loaded
+/// `berth run --rm --network none busybox true` (and on the default bridge
+/// network) next to `berth-runc run` of the same bundle and `podman run --rm --network none` of the same image (loaded
 /// from the same archive), interleaved.
 fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
     let berth = root().join("target/release/berth");
@@ -139,6 +139,22 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
                 &"--rm",
                 &"--network",
                 &"none",
+                &"busybox",
+                &"true",
+            ]),
+        ),
+        (
+            "berth run --rm (bridge)".into(),
+            os(&[
+                &berth,
+                &"--root",
+                &data,
+                &"--state",
+                &state,
+                &"run",
+                &"--rm",
+                &"--network",
+                &"bridge",
                 &"busybox",
                 &"true",
             ]),
@@ -228,10 +244,19 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
         |base, med| med / base,
     );
     println!(
-        "\nbusybox `true` from the image (berth, podman) or the bundle (berth-runc), --network none, {rounds} interleaved rounds:\n\n{md}"
+        "\nbusybox `true` from the image (berth, podman) or the bundle (berth-runc), --network none unless it says bridge (berth's default network: a veth, an address, a bridge), {rounds} interleaved rounds:\n\n{md}"
     );
     std::fs::write(dir.join("engine.md"), &md)?;
     println!("written to {}", dir.join("engine.md").display());
+    // The default bridge of this private root (its own bridge and nftables
+    // table): removing it puts ip_forward back as it was.
+    let _ = Command::new(&berth)
+        .arg("--root")
+        .arg(&data)
+        .arg("--state")
+        .arg(&state)
+        .args(["network", "rm", "bridge"])
+        .status();
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_dir_all(&podman_root);

@@ -57,6 +57,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
     },
+    /// Run again the harness cases of a regressions file or of seeds (the
+    /// bridge/IP machine), in a cgroup v2 VM or with --host on this machine.
+    Replay {
+        /// A regressions file (harness/proptest-regressions/*.txt) or a seed.
+        what: String,
+        /// On this machine instead of in a VM.
+        #[arg(long)]
+        host: bool,
+    },
     /// Build a default image without the network and load it (`image busybox`).
     Image {
         /// Which image: busybox.
@@ -85,6 +94,7 @@ fn main() -> Result<()> {
         Cmd::Compare { rounds, inner } => compare::compare(rounds, inner),
         Cmd::Bench { filter } => bench(filter),
         Cmd::Image { name, root, output } => image(&name, &root, output),
+        Cmd::Replay { what, host } => replay(&what, host),
         Cmd::VmTest {
             filter,
             bins,
@@ -317,4 +327,54 @@ fn bench(filter: Option<String>) -> Result<()> {
         c.args(["--", &f]);
     }
     run(c.env("BERTH_RUNC", root().join("target/release/berth-runc")))
+}
+
+/// `cargo xtask replay FILE|SEED [--host]`.
+fn replay(what: &str, host: bool) -> Result<()> {
+    let seeds = match std::fs::read_to_string(what) {
+        Ok(text) => berth_harness_seeds(&text),
+        Err(_) if what.chars().all(|c| c.is_ascii_hexdigit()) && !what.is_empty() => {
+            vec![what.to_string()]
+        }
+        Err(e) => {
+            bail!("replay {what:?}: neither a readable regressions file ({e}) nor a hex seed")
+        }
+    };
+    if seeds.is_empty() {
+        bail!("replay {what:?}: no `cc SEED` line in it");
+    }
+    println!("replaying {} case(s): {}", seeds.len(), seeds.join(", "));
+    let joined = seeds.join(",");
+    if host {
+        return run(cargo()
+            .args([
+                "test",
+                "-p",
+                "berth-harness",
+                "--test",
+                "bridge_ip",
+                "--",
+                "--nocapture",
+            ])
+            .env("BERTH_HARNESS_REPLAY", &joined));
+    }
+    // SAFETY: set before any thread of this process starts.
+    unsafe { std::env::set_var("BERTH_HARNESS_REPLAY", &joined) };
+    vm::vm_test(vm::Options {
+        filter: None,
+        bins: vec!["bridge_ip".into()],
+        cgroup: "v2".into(),
+        keep: false,
+        jobs: 1,
+        timeout: 1800,
+    })
+}
+
+/// The seeds of a proptest regressions file (`cc HEX` lines).
+fn berth_harness_seeds(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("cc "))
+        .filter_map(|r| r.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }

@@ -842,7 +842,10 @@ mod tests {
         let v = parse_volume("cache:/data").unwrap();
         assert_eq!((v.name.as_deref(), v.source.as_str()), (Some("cache"), ""));
         let v = parse_volume("/data").unwrap();
-        assert_eq!((v.name, v.source.as_str(), v.target.as_str()), (None, "", "/data"));
+        assert_eq!(
+            (v.name, v.source.as_str(), v.target.as_str()),
+            (None, "", "/data")
+        );
         for bad in [
             "./rel:/data",
             "bad name:/data",

@@ -46,7 +46,11 @@ impl Pool {
         if lo <= hi {
             p.free.insert(lo, hi);
         }
-        p.take(u32::from(gateway));
+        // The harness's proof that it sees a broken IPAM: this feature hands
+        // the gateway out (never enable it elsewhere).
+        if !cfg!(feature = "broken-ipam-gateway") {
+            p.take(u32::from(gateway));
+        }
         p
     }
 

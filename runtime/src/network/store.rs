@@ -434,6 +434,9 @@ impl Networks {
                 first_err.get_or_insert(err);
             }
         }
+        // The harness's proof that it sees stale rules: this feature leaves a
+        // released container's DNAT rules in the table (never enable it elsewhere).
+        let had_ports = had_ports && !cfg!(feature = "broken-release-keeps-rules");
         if had_ports && let Err(err) = self.apply(&s) {
             first_err.get_or_insert(err);
         }

@@ -217,6 +217,15 @@ fn boot(
             append.push_str(&format!(" {demo}=1"));
         }
     }
+    // The kernel hands unknown KEY=VALUE words to init as its environment.
+    for var in ["BERTH_HARNESS_REPLAY", "BERTH_HARNESS_CASES"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+            && !v.contains(char::is_whitespace)
+        {
+            append.push_str(&format!(" {var}={v}"));
+        }
+    }
     let mut cmd = qemu(vmlinux, "1024M", kvm);
     cmd.arg("-initrd").arg(initrd).arg("-append").arg(&append);
     cmd.stdin(if opts.keep {

@@ -1,0 +1,256 @@
+//! The comparisons after each step, with diffs a person can read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use berth_model::network::{Kernel, mac_for};
+
+use super::observe::{self, Observed};
+use super::reference::RefState;
+use super::strategies::{CONTAINERS, NETWORKS, container};
+use super::sut::Sut;
+use super::transitions::{Outcome, Transition};
+
+/// The differences between two sets, or `None` when equal.
+pub fn diff<T: Debug + Ord>(what: &str, want: &BTreeSet<T>, got: &BTreeSet<T>) -> Option<String> {
+    let missing: Vec<&T> = want.difference(got).collect();
+    let extra: Vec<&T> = got.difference(want).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{what}:\n    missing    {missing:?}\n    unexpected {extra:?}"
+    ))
+}
+
+fn map_set<K: Ord + Clone, V: Ord + Clone>(m: &BTreeMap<K, V>) -> BTreeSet<(K, V)> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Every difference between the kernel the model implies and the one observed.
+pub fn kernel_diff(want: &Kernel, got: &Kernel) -> Vec<String> {
+    [
+        diff("bridges", &want.bridges, &got.bridges),
+        diff(
+            "veths (name, bridge)",
+            &map_set(&want.veths),
+            &map_set(&got.veths),
+        ),
+        diff("bridge addresses", &want.addresses, &got.addresses),
+        diff("masqueraded subnets", &want.masquerade, &got.masquerade),
+        diff("DNAT rules", &map_set(&want.dnat), &map_set(&got.dnat)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The step's outcome is the model's.
+pub fn outcome(t: &Transition, want: Option<&Outcome>, got: &Outcome) {
+    assert_eq!(
+        want,
+        Some(got),
+        "the outcome of {t:?}: the model says {want:?}, berth did {got:?}"
+    );
+}
+
+/// The model's kernel, with each network's bridge named as berth named it.
+fn expected_kernel(sut: &Sut, r: &RefState) -> Result<Kernel, String> {
+    let mut bridge_of = BTreeMap::new();
+    for n in sut.nets.list().map_err(|e| format!("network ls: {e}"))? {
+        bridge_of.insert(n.name.clone(), n.bridge.clone());
+    }
+    let name = |b: &String| {
+        bridge_of
+            .get(b)
+            .cloned()
+            .unwrap_or_else(|| format!("<{b}>"))
+    };
+    let k = r.model.kernel();
+    Ok(Kernel {
+        bridges: k.bridges.iter().map(name).collect(),
+        veths: k.veths.iter().map(|(v, b)| (v.clone(), name(b))).collect(),
+        addresses: k
+            .addresses
+            .iter()
+            .map(|(b, a, p)| (name(b), *a, *p))
+            .collect(),
+        masquerade: k.masquerade.clone(),
+        dnat: k.dnat.clone(),
+    })
+}
+
+/// Everything that differs between the runtime and the model now.
+pub fn differences(sut: &Sut, r: &RefState) -> Vec<String> {
+    let mut out = Vec::new();
+    // The store's networks are the model's.
+    let got: BTreeSet<(String, String, Ipv4Addr)> = match sut.nets.list() {
+        Ok(l) => l
+            .iter()
+            .map(|n| (n.name.clone(), n.subnet.to_string(), n.gateway))
+            .collect(),
+        Err(e) => return vec![format!("network ls: {e}")],
+    };
+    let want: BTreeSet<(String, String, Ipv4Addr)> = NETWORKS
+        .iter()
+        .filter_map(|n| r.model.network(n))
+        .map(|n| {
+            (
+                n.name.clone(),
+                format!("{}/{}", n.subnet.addr, n.subnet.prefix),
+                n.gateway,
+            )
+        })
+        .collect();
+    out.extend(diff("networks (name, subnet, gateway)", &want, &got));
+    // The leases.
+    let mut want_eps = BTreeSet::new();
+    for e in r.model.endpoints() {
+        want_eps.insert((
+            e.container.clone(),
+            e.network.clone(),
+            e.ip,
+            e.host_veth.clone(),
+        ));
+    }
+    let mut got_eps = BTreeSet::new();
+    for i in 0..CONTAINERS {
+        let c = container(i);
+        match sut.nets.endpoints_of(&c) {
+            Ok(eps) => got_eps.extend(
+                eps.into_iter()
+                    .map(|e| (e.container, e.network, e.ip, e.host_veth)),
+            ),
+            Err(e) => out.push(format!("endpoints of {c}: {e}")),
+        }
+    }
+    out.extend(diff(
+        "leases (container, network, address, veth)",
+        &want_eps,
+        &got_eps,
+    ));
+    // The host's kernel: exactly the model's links, addresses and rules.
+    let want_k = match expected_kernel(sut, r) {
+        Ok(k) => k,
+        Err(e) => return vec![e],
+    };
+    let seen: Observed = match observe::host(sut.nets.table()) {
+        Ok(o) => o,
+        Err(e) => return vec![e],
+    };
+    out.extend(kernel_diff(&want_k, &seen.kernel));
+    let want_links: BTreeSet<String> = want_k
+        .bridges
+        .iter()
+        .chain(want_k.veths.keys())
+        .cloned()
+        .collect();
+    out.extend(diff(
+        "links of the namespace (but lo)",
+        &want_links,
+        &seen.links,
+    ));
+    let want_tables: BTreeSet<String> = if want_k.bridges.is_empty() {
+        BTreeSet::new()
+    } else {
+        [format!("ip {}", sut.nets.table())].into()
+    };
+    out.extend(diff("nftables tables", &want_tables, &seen.tables));
+    // Each running container sees its endpoints: address, prefix and MAC.
+    for c in &r.running {
+        let Some(pid) = sut.pid(c) else {
+            out.push(format!("{c} runs in the model, not in the runtime"));
+            continue;
+        };
+        let want: BTreeSet<(String, Ipv4Addr, u8)> = r
+            .model
+            .endpoints()
+            .iter()
+            .filter(|e| &e.container == c)
+            .map(|e| {
+                let prefix = r.model.network(&e.network).map_or(0, |n| n.subnet.prefix);
+                (berth::network::mac_string(&mac_for(e.ip)), e.ip, prefix)
+            })
+            .collect();
+        match observe::inside(pid) {
+            Ok(inside) => {
+                let got: BTreeSet<(String, Ipv4Addr, u8)> = inside
+                    .values()
+                    .flat_map(|(mac, addrs)| addrs.iter().map(move |(a, p)| (mac.clone(), *a, *p)))
+                    .collect();
+                out.extend(diff(
+                    &format!("inside {c} (MAC, address, prefix)"),
+                    &want,
+                    &got,
+                ));
+                let bare: Vec<&String> = inside
+                    .iter()
+                    .filter(|(_, (_, a))| a.is_empty())
+                    .map(|(n, _)| n)
+                    .collect();
+                if !bare.is_empty() {
+                    out.push(format!("inside {c}: links without an address {bare:?}"));
+                }
+            }
+            Err(e) => out.push(format!("inside {c}: {e}")),
+        }
+    }
+    out
+}
+
+/// The runtime's state is the model's. Links of a namespace that just lost its
+/// last process leave the kernel shortly after (the kernel cleans up network
+/// namespaces in the background), so after a stop or a crash a difference is
+/// looked at again for up to ten seconds before it counts; nothing is asserted
+/// about the time.
+pub fn state(sut: &Sut, r: &RefState) {
+    let settling = matches!(
+        sut.step,
+        Some(Transition::Stop { .. } | Transition::Crash { .. })
+    );
+    let until = Instant::now() + Duration::from_secs(if settling { 10 } else { 0 });
+    loop {
+        let d = differences(sut, r);
+        if d.is_empty() {
+            return;
+        }
+        if Instant::now() >= until {
+            panic!(
+                "after {:?} ({:?}) the runtime differs from the model:\n  {}",
+                sut.step,
+                sut.last,
+                d.join("\n  ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// After the case's clean-up: no link, no table, no ip_forward record.
+pub fn empty(sut: &Sut) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = observe::host(sut.nets.table()).expect("observe");
+        if seen.links.is_empty() && seen.tables.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "left behind: links {:?}, tables {:?}",
+            seen.links,
+            seen.tables
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    let record = format!("/run/berth-ip_forward-{ino}.json");
+    assert!(
+        !std::path::Path::new(&record).exists(),
+        "{record} was left behind"
+    );
+}

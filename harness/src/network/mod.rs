@@ -1,0 +1,22 @@
+//! The bridge/IP machine: networks created and removed, containers (processes
+//! in their own network namespaces) run on them with fixed or allocated
+//! addresses and published ports, connected and disconnected, stopped, and
+//! killed with their owner's recovery after; berth's network store
+//! ([`berth::network::Networks`]) is the system under test, berth-model's
+//! [`berth_model::network::Networks`] the reference.
+//!
+//! Observed after every step: bridges, veths and their bridge, the bridges'
+//! addresses (netlink, in a network namespace private to the case), the
+//! masquerade and DNAT rules of berth's nftables table, the leases in berth's
+//! state, each container's own interfaces (address, prefix, MAC) seen from
+//! inside its namespace, and that no other link or nftables table exists.
+
+pub mod assertions;
+pub mod observe;
+pub mod reference;
+pub mod strategies;
+pub mod sut;
+pub mod transitions;
+
+pub use reference::NetRef;
+pub use sut::NetMachine;

@@ -1,0 +1,134 @@
+//! The model's side: berth-model's networks, the containers running, and the
+//! outcome the last step must have had.
+
+use std::collections::BTreeSet;
+
+use berth_model::network::{Mode, Networks, Refusal};
+use proptest::prelude::*;
+use proptest_state_machine::ReferenceStateMachine;
+
+use super::transitions::{Outcome, Transition};
+
+/// The reference state. The model knows each network's bridge by the
+/// network's name; the assertions map berth's bridge names onto them.
+#[derive(Debug, Clone, Default)]
+pub struct RefState {
+    /// The model.
+    pub model: Networks,
+    /// Containers whose process runs.
+    pub running: BTreeSet<String>,
+    /// What the last step must have come to.
+    pub last: Option<Outcome>,
+}
+
+/// The reference state machine of the bridge/IP machine.
+pub struct NetRef;
+
+fn outcome(r: Result<(), Refusal>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Ok,
+        Err(Refusal::NetworkExists(_)) => Outcome::NetworkExists,
+        Err(Refusal::SubnetOverlaps(_)) => Outcome::Overlaps,
+        Err(Refusal::BadGateway(_)) => Outcome::BadGateway,
+        Err(Refusal::NoSuchNetwork(_)) => Outcome::NoSuchNetwork,
+        Err(Refusal::NetworkInUse(_)) => Outcome::NetworkInUse,
+        Err(Refusal::SubnetExhausted(_)) => Outcome::Exhausted,
+        Err(Refusal::AddressUnavailable(_)) => Outcome::AddressUnavailable,
+        Err(Refusal::AddressOutsideSubnet(_)) => Outcome::AddressOutside,
+        Err(Refusal::AlreadyConnected(..)) => Outcome::AlreadyConnected,
+        Err(Refusal::PortInUse(..)) => Outcome::PortInUse,
+        Err(other) => Outcome::Other(format!("model: {other:?}")),
+    }
+}
+
+/// Applies `t` to the model; returns the outcome it must have.
+pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
+    let m = &mut s.model;
+    match t {
+        Transition::Create {
+            name,
+            subnet,
+            gateway,
+        } => outcome(m.create(name, name, *subnet, *gateway)),
+        Transition::Remove { name } => outcome(m.remove(name)),
+        Transition::Run {
+            container,
+            network,
+            ip,
+            port,
+        } => {
+            // Addresses first, then the port (a refused port undoes the run).
+            let mut r = m.run(container, Mode::Bridge, Some(network), *ip);
+            if r.is_ok()
+                && let Some(p) = port
+            {
+                r = m.publish(container, *p);
+                if r.is_err() {
+                    let _ = m.remove_container(container);
+                }
+            }
+            if r.is_ok() {
+                s.running.insert(container.clone());
+            }
+            outcome(r)
+        }
+        Transition::Connect {
+            container,
+            network,
+            ip,
+        } => {
+            // berth (as Docker) looks the network up first.
+            if m.network(network).is_none() {
+                return Outcome::NoSuchNetwork;
+            }
+            outcome(m.connect(container, network, *ip))
+        }
+        Transition::Disconnect { container, network } => {
+            if m.network(network).is_none() {
+                return Outcome::NoSuchNetwork;
+            }
+            match m.disconnect(container, network) {
+                Ok(()) => Outcome::Ok,
+                // The model says "no such endpoint" as NoSuchContainer.
+                Err(Refusal::NoSuchContainer(_)) => Outcome::NotConnected,
+                Err(e) => outcome(Err(e)),
+            }
+        }
+        Transition::Stop { container } | Transition::Crash { container } => {
+            s.running.remove(container);
+            outcome(m.remove_container(container))
+        }
+    }
+}
+
+impl ReferenceStateMachine for NetRef {
+    type State = RefState;
+    type Transition = Transition;
+
+    fn init_state() -> BoxedStrategy<RefState> {
+        Just(RefState::default()).boxed()
+    }
+
+    fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
+        super::strategies::transitions(state)
+    }
+
+    fn apply(mut state: RefState, t: &Transition) -> RefState {
+        let o = step(&mut state, t);
+        state.last = Some(o);
+        state
+    }
+
+    /// What shrinking may not break: steps on a container need it running,
+    /// and a run needs it not running.
+    fn preconditions(state: &RefState, t: &Transition) -> bool {
+        match t {
+            Transition::Run { container, .. } => !state.running.contains(container),
+            Transition::Connect { container, .. }
+            | Transition::Disconnect { container, .. }
+            | Transition::Stop { container }
+            | Transition::Crash { container } => state.running.contains(container),
+            Transition::Create { .. } | Transition::Remove { .. } => true,
+        }
+    }
+}

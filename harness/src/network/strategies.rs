@@ -1,0 +1,145 @@
+//! Transitions generated from the reference state: small pools of names,
+//! overlapping and tiny subnets (a /29 and a /30 run out fast), addresses inside,
+//! on the edges of and outside the subnets, and a few host ports, so that every
+//! refusal comes up often.
+
+use std::net::Ipv4Addr;
+
+use berth_model::network::{Port, Proto, Subnet};
+use proptest::prelude::*;
+
+use super::reference::RefState;
+use super::transitions::Transition;
+
+/// Network names.
+pub const NETWORKS: [&str; 4] = ["n0", "n1", "n2", "n3"];
+
+/// Subnets: two /24s, a /16 over the first, two /29s side by side, a /30.
+pub fn subnets() -> Vec<Subnet> {
+    [
+        ([10, 66, 0, 0], 24),
+        ([10, 66, 1, 0], 24),
+        ([10, 66, 0, 0], 16),
+        ([10, 67, 0, 0], 29),
+        ([10, 67, 0, 8], 29),
+        ([10, 68, 0, 0], 30),
+    ]
+    .into_iter()
+    .map(|(a, p)| Subnet::new(Ipv4Addr::from(a), p))
+    .collect()
+}
+
+/// Container ids (distinct in their first nine characters, as real ids are).
+pub fn container(i: usize) -> String {
+    format!("{:x}c0ffee01234", 10 + i)
+}
+
+/// How many containers the machine uses.
+pub const CONTAINERS: usize = 6;
+
+fn port() -> impl Strategy<Value = Port> {
+    (
+        prop_oneof![Just(Ipv4Addr::UNSPECIFIED), Just(Ipv4Addr::LOCALHOST)],
+        47100u16..47103,
+        prop_oneof![Just(Proto::Tcp), Just(Proto::Udp)],
+    )
+        .prop_map(|(host_ip, host_port, proto)| Port {
+            host_ip,
+            host_port,
+            proto,
+            container_port: 80,
+        })
+}
+
+/// An address to ask for on `network`: near the start of its subnet (the
+/// network address, the gateway, free or taken ones), its broadcast, or outside.
+fn ip_on(state: &RefState, network: &str) -> BoxedStrategy<Option<Ipv4Addr>> {
+    let (base, bcast) = match state.model.network(network) {
+        Some(n) => (u32::from(n.subnet.addr), u32::from(n.subnet.broadcast())),
+        None => (u32::from(Ipv4Addr::new(10, 66, 0, 0)), 0),
+    };
+    prop_oneof![
+        4 => Just(None),
+        3 => (0u32..10).prop_map(move |k| Some(Ipv4Addr::from(base + k))),
+        1 => Just(Some(Ipv4Addr::from(bcast))),
+        1 => Just(Some(Ipv4Addr::new(192, 168, 200, 7))),
+    ]
+    .boxed()
+}
+
+fn network_name() -> impl Strategy<Value = String> {
+    prop::sample::select(NETWORKS.to_vec()).prop_map(str::to_string)
+}
+
+/// The transitions that may follow `state`.
+pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
+    let subnets = subnets();
+    let create = (
+        network_name(),
+        prop::sample::select(subnets),
+        prop::option::weighted(0.3, 0u32..4),
+    )
+        .prop_map(|(name, subnet, gw)| {
+            // A gateway of the subnet's end, or its network address (refused).
+            let gateway = gw.map(|k| match k {
+                0 => subnet.addr,
+                1 => subnet.broadcast(),
+                _ => Ipv4Addr::from(u32::from(subnet.broadcast()) - 1),
+            });
+            Transition::Create {
+                name,
+                subnet,
+                gateway,
+            }
+        });
+    let remove = network_name().prop_map(|name| Transition::Remove { name });
+    let mut arms: Vec<(u32, BoxedStrategy<Transition>)> =
+        vec![(3, create.boxed()), (1, remove.boxed())];
+    let idle: Vec<String> = (0..CONTAINERS)
+        .map(container)
+        .filter(|c| !state.running.contains(c))
+        .collect();
+    if !idle.is_empty() {
+        let st = state.clone();
+        let run = (prop::sample::select(idle), network_name())
+            .prop_flat_map(move |(container, network)| {
+                (
+                    Just(container),
+                    ip_on(&st, &network),
+                    prop::option::weighted(0.4, port()),
+                    Just(network),
+                )
+            })
+            .prop_map(|(container, ip, port, network)| Transition::Run {
+                container,
+                network,
+                ip,
+                port,
+            });
+        arms.push((4, run.boxed()));
+    }
+    let running: Vec<String> = state.running.iter().cloned().collect();
+    if !running.is_empty() {
+        let st = state.clone();
+        let connect = (prop::sample::select(running.clone()), network_name())
+            .prop_flat_map(move |(container, network)| {
+                (Just(container), ip_on(&st, &network), Just(network))
+            })
+            .prop_map(|(container, ip, network)| Transition::Connect {
+                container,
+                network,
+                ip,
+            });
+        let disconnect = (prop::sample::select(running.clone()), network_name())
+            .prop_map(|(container, network)| Transition::Disconnect { container, network });
+        let stop = prop::sample::select(running.clone())
+            .prop_map(|container| Transition::Stop { container });
+        let crash =
+            prop::sample::select(running).prop_map(|container| Transition::Crash { container });
+        arms.push((2, connect.boxed()));
+        arms.push((2, disconnect.boxed()));
+        arms.push((1, stop.boxed()));
+        arms.push((1, crash.boxed()));
+    }
+    proptest::strategy::Union::new_weighted(arms).boxed()
+}

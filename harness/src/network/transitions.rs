@@ -1,0 +1,94 @@
+//! What can happen, and what may come of it.
+
+use std::net::Ipv4Addr;
+
+use berth_model::network::{Port, Subnet};
+
+/// One step of the bridge/IP machine.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    /// `network create NAME --subnet S [--gateway G]`.
+    Create {
+        /// its name
+        name: String,
+        /// its subnet
+        subnet: Subnet,
+        /// `--gateway`
+        gateway: Option<Ipv4Addr>,
+    },
+    /// `network rm NAME`.
+    Remove {
+        /// the network
+        name: String,
+    },
+    /// A container starts on a network (`--ip`, `-p`).
+    Run {
+        /// the container's id
+        container: String,
+        /// the network
+        network: String,
+        /// `--ip`
+        ip: Option<Ipv4Addr>,
+        /// `-p`
+        port: Option<Port>,
+    },
+    /// `network connect [--ip] NET CONTAINER` of a running container.
+    Connect {
+        /// the container
+        container: String,
+        /// the network
+        network: String,
+        /// `--ip`
+        ip: Option<Ipv4Addr>,
+    },
+    /// `network disconnect NET CONTAINER`.
+    Disconnect {
+        /// the container
+        container: String,
+        /// the network
+        network: String,
+    },
+    /// The container ends; what it held is given back (its namespace, and the
+    /// veths in it, go with its last process).
+    Stop {
+        /// the container
+        container: String,
+    },
+    /// The container and its owner are killed (SIGKILL); a later berth command
+    /// recovers: everything it held is given back, deleting what is left.
+    Crash {
+        /// the container
+        container: String,
+    },
+}
+
+/// What came of a step: ok, or which refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It was done.
+    Ok,
+    /// A network of that name exists.
+    NetworkExists,
+    /// The subnet overlaps another network's.
+    Overlaps,
+    /// The gateway is not a host address of the subnet.
+    BadGateway,
+    /// No network of that name.
+    NoSuchNetwork,
+    /// The network has endpoints.
+    NetworkInUse,
+    /// No address left.
+    Exhausted,
+    /// The asked-for address is taken or reserved.
+    AddressUnavailable,
+    /// The asked-for address is outside the subnet.
+    AddressOutside,
+    /// The container is on that network already.
+    AlreadyConnected,
+    /// The container is not on that network.
+    NotConnected,
+    /// The host port is published already.
+    PortInUse,
+    /// Anything else (the runtime's message): never expected.
+    Other(String),
+}

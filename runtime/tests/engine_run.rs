@@ -695,6 +695,44 @@ fn run_it_is_a_terminal_with_window_size_and_exit_code() {
 }
 
 #[test]
+fn the_starters_ignored_and_blocked_signals_do_not_reach_the_container() {
+    if need_root() {
+        return;
+    }
+    let b = Berth::new();
+    // As a shell's background job (SIGINT, SIGQUIT ignored) under nohup (SIGHUP),
+    // with SIGUSR1 blocked: the container's process still starts with none.
+    let mut cmd = b.cmd(&[
+        "run",
+        "--rm",
+        "busybox",
+        "grep",
+        "-E",
+        "^Sig(Ign|Blk)",
+        "/proc/self/status",
+    ]);
+    // SAFETY: signal and sigprocmask between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let o = cmd.output().expect("berth run");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+}
+
+#[test]
 fn stdin_only_with_i() {
     if need_root() {
         return;

@@ -282,9 +282,54 @@ impl Prepared {
         let argv: Vec<CString> = self.args.iter().map(|a| to_c(a)).collect();
         let envp: Vec<CString> = self.final_env().iter().map(|a| to_c(a)).collect();
         let path = CString::new(exe.as_os_str().as_bytes()).unwrap_or_default();
+        reset_signals();
         match nix::unistd::execve(&path, &argv, &envp) {
             Err(e) => Error::Other(format!("exec {}: {e}", exe.display())),
         }
+    }
+}
+
+/// Default dispositions for every signal and an empty mask: the container's
+/// process starts as a Docker container's does, whatever its starter had. (A
+/// shell's background job ignores SIGINT and SIGQUIT, and `nohup` SIGHUP; an
+/// ignored signal would otherwise stay ignored across exec.)
+fn reset_signals() {
+    // The kernel's struct sigaction; all zero is SIG_DFL with no flags. The
+    // raw call reaches signals 32 and 33 too, which glibc keeps to itself.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid struct and an 8-byte mask; an
+        // error (a profile that denies it) leaves that signal as it was.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    // SAFETY: an empty, initialised set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
 

@@ -818,6 +818,13 @@ fn run(cli: Cli) -> Result<u8> {
             began,
             delay,
         } => {
+            // The container was removed while it ran (`rm -f`): nothing is left
+            // to record, and opening the engine would make its root again.
+            if let Some(code) = exited
+                && !cli.root.join("containers").join(&container).is_dir()
+            {
+                return Ok(code.clamp(0, 255) as u8);
+            }
             let (report, exited) = match exited {
                 Some(code) => (
                     None,

@@ -126,39 +126,24 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
     let os = |v: &[&dyn AsRef<std::ffi::OsStr>]| -> Vec<OsString> {
         v.iter().map(|a| a.as_ref().to_os_string()).collect()
     };
+    let berth_run = |network: &str| {
+        os(&[
+            &berth,
+            &"--root",
+            &data,
+            &"--state",
+            &state,
+            &"run",
+            &"--rm",
+            &"--network",
+            &network,
+            &"busybox",
+            &"true",
+        ])
+    };
     let mut cmds: Vec<(String, Vec<OsString>)> = vec![
-        (
-            "berth run --rm".into(),
-            os(&[
-                &berth,
-                &"--root",
-                &data,
-                &"--state",
-                &state,
-                &"run",
-                &"--rm",
-                &"--network",
-                &"none",
-                &"busybox",
-                &"true",
-            ]),
-        ),
-        (
-            "berth run --rm (bridge)".into(),
-            os(&[
-                &berth,
-                &"--root",
-                &data,
-                &"--state",
-                &state,
-                &"run",
-                &"--rm",
-                &"--network",
-                &"bridge",
-                &"busybox",
-                &"true",
-            ]),
-        ),
+        ("berth run --rm".into(), berth_run("none")),
+        ("berth run --rm (bridge)".into(), berth_run("bridge")),
         (
             "berth-runc run".into(),
             os(&[

@@ -10,11 +10,27 @@
 //! runtime's side), `observe.rs` (reading the kernel), `assertions.rs` (the
 //! comparisons, with readable diffs).
 //!
-//! Machines so far: [`network`] (bridge/IP). The namespaces, cgroups, union
-//! and lifecycle machines of issue 8 are still to come.
+//! Machines so far: [`network`] (bridge/IP) and [`union`]. The namespaces,
+//! cgroups and lifecycle machines of issue 8 are still to come.
 #![warn(missing_docs)]
 
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
 pub mod network;
+pub mod union;
+
+/// The differences between two sets, or `None` when equal.
+pub fn diff<T: Debug + Ord>(what: &str, want: &BTreeSet<T>, got: &BTreeSet<T>) -> Option<String> {
+    let missing: Vec<&T> = want.difference(got).collect();
+    let extra: Vec<&T> = got.difference(want).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{what}:\n    missing    {missing:?}\n    unexpected {extra:?}"
+    ))
+}
 
 /// Cases per machine: `BERTH_HARNESS_CASES`, or `default` (CI keeps it small;
 /// a soak run sets it high).
@@ -56,4 +72,66 @@ pub fn seeds(text: &str) -> Vec<String> {
         .filter_map(|r| r.split_whitespace().next())
         .map(str::to_string)
         .collect()
+}
+
+/// Runs one machine as a test: `name` names its regressions file
+/// (`proptest-regressions/NAME.txt`, or `../target/harness-broken-NAME.txt`
+/// when a deliberately `broken` runtime is built, whose counterexamples are not
+/// regressions); `cases` is the (host, VM) default count; `steps` the range of
+/// sequence lengths. Skips with a message when not root.
+pub fn run_machine<R, M>(name: &str, broken: bool, cases: (u32, u32), steps: std::ops::Range<usize>)
+where
+    R: proptest_state_machine::ReferenceStateMachine,
+    M: proptest_state_machine::StateMachineTest<Reference = R>,
+{
+    use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+    if !privileged() {
+        eprintln!("skipped: the {name} machine needs root");
+        return;
+    }
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let store = leak(if broken {
+        format!("../target/harness-broken-{name}.txt")
+    } else {
+        format!("proptest-regressions/{name}.txt")
+    });
+    let in_vm = std::env::var_os("BERTH_IN_VM").is_some();
+    let mut config = Config {
+        cases: self::cases(if in_vm { cases.1 } else { cases.0 }),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(store))),
+        ..Config::default()
+    };
+    let replay = replay_file();
+    if let Some(f) = &replay {
+        config.cases = 0;
+        let path = leak(f.path().display().to_string());
+        config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(path)));
+    }
+    let started = std::time::Instant::now();
+    let mut runner = TestRunner::new(config.clone());
+    let result = runner.run(
+        &R::sequential_strategy(steps),
+        |(init, transitions, seen)| {
+            M::test_sequential(config.clone(), init, transitions, seen);
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        if let Some(seed) = std::fs::read_to_string(store)
+            .ok()
+            .and_then(|t| seeds(&t).pop())
+        {
+            eprintln!("replay this case with: cargo xtask replay --machine {name} {seed}");
+        }
+        panic!("{e}");
+    }
+    eprintln!(
+        "{name} machine: {} in {:.1} s",
+        if replay.is_some() {
+            "the replayed cases".to_string()
+        } else {
+            format!("{} cases", config.cases)
+        },
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -57,11 +57,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
     },
-    /// Run again the harness cases of a regressions file or of seeds (the
-    /// bridge/IP machine), in a cgroup v2 VM or with --host on this machine.
+    /// Run again the harness cases of a regressions file or of seeds, in a
+    /// cgroup v2 VM or with --host on this machine.
     Replay {
-        /// A regressions file (harness/proptest-regressions/*.txt) or a seed.
+        /// A regressions file (harness/proptest-regressions/MACHINE.txt) or a seed.
         what: String,
+        /// The machine (bridge_ip, union); by default the regressions file's,
+        /// or every machine for a seed.
+        #[arg(long)]
+        machine: Option<String>,
         /// On this machine instead of in a VM.
         #[arg(long)]
         host: bool,
@@ -94,7 +98,11 @@ fn main() -> Result<()> {
         Cmd::Compare { rounds, inner } => compare::compare(rounds, inner),
         Cmd::Bench { filter } => bench(filter),
         Cmd::Image { name, root, output } => image(&name, &root, output),
-        Cmd::Replay { what, host } => replay(&what, host),
+        Cmd::Replay {
+            what,
+            machine,
+            host,
+        } => replay(&what, machine, host),
         Cmd::VmTest {
             filter,
             bins,
@@ -329,8 +337,11 @@ fn bench(filter: Option<String>) -> Result<()> {
     run(c.env("BERTH_RUNC", root().join("target/release/berth-runc")))
 }
 
-/// `cargo xtask replay FILE|SEED [--host]`.
-fn replay(what: &str, host: bool) -> Result<()> {
+/// The harness's machines: each one's test target and regressions file name.
+const MACHINES: [&str; 2] = ["bridge_ip", "union"];
+
+/// `cargo xtask replay FILE|SEED [--machine NAME] [--host]`.
+fn replay(what: &str, machine: Option<String>, host: bool) -> Result<()> {
     let seeds = match std::fs::read_to_string(what) {
         Ok(text) => berth_harness_seeds(&text),
         Err(_) if what.chars().all(|c| c.is_ascii_hexdigit()) && !what.is_empty() => {
@@ -343,26 +354,41 @@ fn replay(what: &str, host: bool) -> Result<()> {
     if seeds.is_empty() {
         bail!("replay {what:?}: no `cc SEED` line in it");
     }
-    println!("replaying {} case(s): {}", seeds.len(), seeds.join(", "));
+    let stem = Path::new(what)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| MACHINES.contains(s) && Path::new(what).is_file());
+    let machines: Vec<String> = match (machine, stem) {
+        (Some(m), _) if MACHINES.contains(&m.as_str()) => vec![m],
+        (Some(m), _) => bail!(
+            "replay --machine {m:?}: no such machine (there are: {})",
+            MACHINES.join(", ")
+        ),
+        (None, Some(s)) => vec![s.to_string()],
+        (None, None) => MACHINES.iter().map(|s| s.to_string()).collect(),
+    };
+    println!(
+        "replaying {} case(s) on {}: {}",
+        seeds.len(),
+        machines.join(", "),
+        seeds.join(", ")
+    );
     let joined = seeds.join(",");
     if host {
-        return run(cargo()
-            .args([
-                "test",
-                "-p",
-                "berth-harness",
-                "--test",
-                "bridge_ip",
-                "--",
-                "--nocapture",
-            ])
+        let mut c = cargo();
+        c.args(["test", "-p", "berth-harness"]);
+        for m in &machines {
+            c.args(["--test", m]);
+        }
+        return run(c
+            .args(["--", "--nocapture"])
             .env("BERTH_HARNESS_REPLAY", &joined));
     }
     // SAFETY: set before any thread of this process starts.
     unsafe { std::env::set_var("BERTH_HARNESS_REPLAY", &joined) };
     vm::vm_test(vm::Options {
         filter: None,
-        bins: vec!["bridge_ip".into()],
+        bins: machines,
         cgroup: "v2".into(),
         keep: false,
         jobs: 1,

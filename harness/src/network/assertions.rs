@@ -1,7 +1,6 @@
 //! The comparisons after each step, with diffs a person can read.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Debug;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -13,17 +12,7 @@ use super::strategies::{CONTAINERS, NETWORKS, container};
 use super::sut::Sut;
 use super::transitions::{Outcome, Transition};
 
-/// The differences between two sets, or `None` when equal.
-pub fn diff<T: Debug + Ord>(what: &str, want: &BTreeSet<T>, got: &BTreeSet<T>) -> Option<String> {
-    let missing: Vec<&T> = want.difference(got).collect();
-    let extra: Vec<&T> = got.difference(want).collect();
-    if missing.is_empty() && extra.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "{what}:\n    missing    {missing:?}\n    unexpected {extra:?}"
-    ))
-}
+pub use crate::diff;
 
 fn map_set<K: Ord + Clone, V: Ord + Clone>(m: &BTreeMap<K, V>) -> BTreeSet<(K, V)> {
     m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()

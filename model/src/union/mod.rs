@@ -11,7 +11,11 @@
 //!   entries in order; an entry replaces whatever was at its path (a directory
 //!   replaced by a file loses its contents).
 //! - Hostile entries are refused: absolute names, `..` components, an entry under
-//!   a path that is a symlink, a hardlink whose target is not a file of the tree.
+//!   a path that is a symlink, a hardlink whose target is not a file of the same
+//!   layer, an entry under a name that an earlier entry of the layer made a
+//!   non-directory.
+//! - An entry implies its parent directories (0755), whiteouts and opaque
+//!   markers included: a directory the layer only implies takes that mode.
 //! - A hardlink is the same file under another name: the tree records it as a
 //!   link to the first name ([`Node::Hardlink`]). Replacing or deleting that file
 //!   leaves the other names with the old content (the link is broken), as tar
@@ -169,6 +173,8 @@ pub enum Refusal {
     NotEmpty(String),
     /// EXDEV: renaming a directory that a lower layer has.
     CrossDevice(String),
+    /// EINVAL: moving a directory into itself.
+    Invalid(String),
 }
 
 const WHITEOUT: &str = ".wh.";
@@ -227,15 +233,25 @@ fn check_parents(tree: &Tree, path: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn make_parents(tree: &mut Tree, path: &str) {
+/// Makes the parents of `path` directories, as unpacking a layer creates the
+/// ones its archive implies (0755): a non-directory there is replaced, and a
+/// directory the layer has no entry for takes the implied one's mode (overlayfs
+/// shows a directory's attributes from the topmost layer holding it).
+fn make_parents(tree: &mut Tree, path: &str, explicit: &std::collections::BTreeSet<String>) {
     let mut acc = String::new();
     let comps: Vec<&str> = path.split('/').collect();
     for comp in &comps[..comps.len().saturating_sub(1)] {
         acc = join(&acc, comp);
-        if !matches!(tree.get(&acc), Some(Node::Dir { .. })) {
-            detach(tree, &acc);
-            remove_subtree(tree, &acc);
-            tree.insert(acc.clone(), Node::Dir { mode: 0o755 });
+        match tree.get(&acc) {
+            Some(Node::Dir { .. }) if explicit.contains(&acc) => {}
+            Some(Node::Dir { .. }) => {
+                tree.insert(acc.clone(), Node::Dir { mode: 0o755 });
+            }
+            _ => {
+                detach(tree, &acc);
+                remove_subtree(tree, &acc);
+                tree.insert(acc.clone(), Node::Dir { mode: 0o755 });
+            }
         }
     }
 }
@@ -244,6 +260,37 @@ fn make_parents(tree: &mut Tree, path: &str) {
 pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
     let mut out = tree.clone();
     let mut adds = Vec::new();
+    // The directories the layer has entries for (their own mode wins).
+    let explicit: std::collections::BTreeSet<String> = layer
+        .iter()
+        .filter(|e| matches!(e.body, Body::Node(Node::Dir { .. })))
+        .filter_map(|e| clean_name(&e.name).ok())
+        .collect();
+    // An entry under a name that an earlier entry of this layer made a
+    // non-directory has no parent to go in (ENOTDIR, as tar says). A whiteout
+    // is such a non-directory unless this layer put something there before
+    // (which it then keeps).
+    let mut is_dir: BTreeMap<String, bool> = BTreeMap::new();
+    for e in layer {
+        let path = clean_name(&e.name)?;
+        let mut dir = parent(&path);
+        while !dir.is_empty() {
+            match is_dir.get(dir) {
+                Some(false) => return Err(Refusal::NotADirectory(e.name.clone())),
+                Some(true) => {}
+                None => {
+                    is_dir.insert(dir.to_string(), true);
+                }
+            }
+            dir = parent(dir);
+        }
+        let name = name_of(&path);
+        if let Some(hidden) = name.strip_prefix(WHITEOUT).filter(|_| name != OPAQUE) {
+            is_dir.entry(join(parent(&path), hidden)).or_insert(false);
+        } else if name != OPAQUE {
+            is_dir.insert(path, matches!(e.body, Body::Node(Node::Dir { .. })));
+        }
+    }
     for e in layer {
         let path = clean_name(&e.name)?;
         let (dir, name) = (parent(&path), name_of(&path));
@@ -267,18 +314,29 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
         } else if let Some(hidden) = name.strip_prefix(WHITEOUT) {
             detach(&mut out, &join(dir, hidden));
             remove_subtree(&mut out, &join(dir, hidden));
-        } else {
-            adds.push((path, &e.body));
         }
+        let marker = name == OPAQUE || name.starts_with(WHITEOUT);
+        adds.push((path, (!marker).then_some(&e.body)));
     }
-    // Adds are checked as they come: an earlier entry may have replaced a
-    // symlink by a directory.
+    // The deletions are made; then what the layer holds, in order (a marker
+    // implies its directory, as any entry does). Adds are checked as they
+    // come: an earlier entry may have replaced a symlink by a directory.
+    let mut added = std::collections::BTreeSet::new();
     for (path, body) in adds {
+        let Some(body) = body else {
+            make_parents(&mut out, &path, &explicit);
+            continue;
+        };
         check_parents(&out, &path)?;
         let node = match body {
             Body::Node(n) => n.clone(),
             Body::Hardlink(target) => {
                 let t = clean_name(target)?;
+                // Each layer is unpacked alone: a link can only name a file
+                // the layer itself holds.
+                if !added.contains(&t) {
+                    return Err(Refusal::BadHardlink(path, target.clone()));
+                }
                 let first = match out.get(&t) {
                     Some(Node::File { .. }) => t,
                     Some(Node::Hardlink(first)) => first.clone(),
@@ -291,7 +349,7 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
                 Node::Hardlink(first)
             }
         };
-        make_parents(&mut out, &path);
+        make_parents(&mut out, &path, &explicit);
         let keep_children = matches!(
             (&node, out.get(&path)),
             (Node::Dir { .. }, Some(Node::Dir { .. }))
@@ -306,6 +364,7 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
         {
             return Err(Refusal::BadHardlink(path, first.clone()));
         }
+        added.insert(path.clone());
         out.insert(path, node);
     }
     Ok(out)
@@ -335,9 +394,27 @@ pub fn diff(lower: &Tree, upper: &Tree) -> Layer {
         .filter(|(p, n)| lower.get(*p) != Some(*n))
         .map(|(p, _)| p)
         .collect();
+    // Every entry's directories come too (as an upper directory holds the
+    // parents of what it changed): a directory the layer only implied would
+    // take the implied mode.
+    let mut wanted: std::collections::BTreeSet<&String> = changed.clone();
+    let named: Vec<String> = layer
+        .iter()
+        .map(|e| e.name.clone())
+        .chain(changed.iter().map(|p| p.to_string()))
+        .collect();
+    for name in &named {
+        let mut dir = parent(name);
+        while !dir.is_empty() {
+            if let Some((p, _)) = upper.get_key_value(dir) {
+                wanted.insert(p);
+            }
+            dir = parent(dir);
+        }
+    }
     for (path, node) in upper
         .iter()
-        .filter(|(p, n)| changed.contains(p) && !matches!(n, Node::Hardlink(_)))
+        .filter(|(p, n)| wanted.contains(p) && !matches!(n, Node::Hardlink(_)))
     {
         layer.push(Entry {
             name: path.clone(),

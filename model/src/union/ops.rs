@@ -48,16 +48,49 @@ impl Container {
         t
     }
 
+    /// The directories on the way to `path` exist (ENOENT) and are
+    /// directories (ENOTDIR), looked up from the root down as the kernel does.
     fn need_parent_dir(&self, view: &Tree, path: &str) -> Result<(), Refusal> {
-        let dir = parent(path);
-        if dir.is_empty() {
-            return Ok(());
+        let mut acc = String::new();
+        let comps: Vec<&str> = path.split('/').collect();
+        for comp in &comps[..comps.len().saturating_sub(1)] {
+            acc = join(&acc, comp);
+            match view.get(&acc) {
+                Some(Node::Dir { .. }) => {}
+                Some(_) => return Err(Refusal::NotADirectory(path.into())),
+                None => return Err(Refusal::NotFound(acc)),
+            }
         }
-        match view.get(dir) {
-            Some(Node::Dir { .. }) => Ok(()),
-            Some(_) => Err(Refusal::NotADirectory(path.into())),
-            None => Err(Refusal::NotFound(dir.into())),
+        Ok(())
+    }
+
+    /// Whether the layers have the name `path` where the container can reach
+    /// it: no opaque directory or whiteout of the upper layer above it hides
+    /// it. Removing such a name leaves a whiteout; a directory made there is
+    /// opaque.
+    pub fn lower_has(&self, path: &str) -> bool {
+        if !self.lower.contains_key(path) {
+            return false;
         }
+        let mut p = parent(path);
+        loop {
+            if p.is_empty() {
+                return true;
+            }
+            if self.opaque.contains(p) || matches!(self.upper.get(p), Some(None)) {
+                return false;
+            }
+            p = parent(p);
+        }
+    }
+
+    /// Whether overlayfs merges the directory at `path` with a lower one
+    /// (which then cannot be renamed): the layers have it, and the upper
+    /// layer neither replaced nor made it opaque.
+    pub fn merged_dir(&self, path: &str) -> bool {
+        self.lower_has(path)
+            && !self.opaque.contains(path)
+            && !matches!(self.upper.get(path), Some(None))
     }
 
     /// Copy-up: the parent directories of `path` into the upper layer.
@@ -75,7 +108,7 @@ impl Container {
     fn put(&mut self, view: &Tree, path: &str, node: Node) {
         self.copy_up_parents(view, path);
         let was_whiteout = matches!(self.upper.get(path), Some(None));
-        if matches!(node, Node::Dir { .. }) && (was_whiteout || self.lower.contains_key(path)) {
+        if matches!(node, Node::Dir { .. }) && (was_whiteout || self.lower_has(path)) {
             // A directory made where a lower one was deleted must hide its contents.
             self.opaque.insert(path.to_string());
         }
@@ -86,9 +119,10 @@ impl Container {
 
     /// Removes `path` from the view: a whiteout if a lower layer has it.
     fn drop_path(&mut self, view: &Tree, path: &str) {
+        let whiteout = self.lower_has(path);
         self.upper.retain(|p, _| !is_under(p, path));
         self.opaque.retain(|p| !is_under(p, path));
-        if self.lower.contains_key(path) {
+        if whiteout {
             self.copy_up_parents(view, path);
             self.upper.insert(path.to_string(), None);
         }
@@ -117,6 +151,7 @@ impl Container {
     /// Appends to an existing file (copying it up first).
     pub fn append(&mut self, path: &str, more: &[u8]) -> Result<(), Refusal> {
         let view = self.view();
+        self.need_parent_dir(&view, path)?;
         match resolve(&view, path) {
             Some(Node::File { content, mode }) => {
                 let mut c = content.clone();
@@ -133,7 +168,9 @@ impl Container {
     /// chmod (copy-up first).
     pub fn chmod(&mut self, path: &str, new_mode: u32) -> Result<(), Refusal> {
         let view = self.view();
-        let node = match view.get(path).cloned() {
+        self.need_parent_dir(&view, path)?;
+        // Another name of a file is the file: its copy-up is that name alone.
+        let node = match resolve(&view, path).cloned() {
             Some(Node::File { content, .. }) => Node::File {
                 content,
                 mode: new_mode,
@@ -172,6 +209,7 @@ impl Container {
     /// unlink (not a directory).
     pub fn remove(&mut self, path: &str) -> Result<(), Refusal> {
         let view = self.view();
+        self.need_parent_dir(&view, path)?;
         match view.get(path) {
             None => Err(Refusal::NotFound(path.into())),
             Some(Node::Dir { .. }) => Err(Refusal::IsADirectory(path.into())),
@@ -185,6 +223,7 @@ impl Container {
     /// rmdir (empty directories only).
     pub fn rmdir(&mut self, path: &str) -> Result<(), Refusal> {
         let view = self.view();
+        self.need_parent_dir(&view, path)?;
         match view.get(path) {
             None => Err(Refusal::NotFound(path.into())),
             Some(Node::Dir { .. }) if view.keys().any(|p| p != path && is_under(p, path)) => {
@@ -198,26 +237,39 @@ impl Container {
         }
     }
 
-    /// rename; a directory that a lower layer has cannot move (EXDEV).
+    /// rename(2), its checks in the kernel's order: both parents, the source,
+    /// a directory moved below itself (EINVAL) or onto one of its parents
+    /// (ENOTEMPTY), the kinds of source and target; then overlayfs' own: a
+    /// directory a lower layer has cannot move (EXDEV, without redirect_dir).
     pub fn rename(&mut self, from: &str, to: &str) -> Result<(), Refusal> {
         let view = self.view();
+        self.need_parent_dir(&view, from)?;
+        self.need_parent_dir(&view, to)?;
         let node = resolve(&view, from)
             .cloned()
             .ok_or_else(|| Refusal::NotFound(from.into()))?;
-        self.need_parent_dir(&view, to)?;
-        if is_under(to, from) && to != from {
-            return Err(Refusal::NotADirectory(to.into()));
-        }
         if to == from {
             return Ok(());
         }
-        if let Node::Dir { .. } = node {
-            if self.lower.contains_key(from) {
+        if is_under(to, from) {
+            return Err(Refusal::Invalid(to.into()));
+        }
+        if is_under(from, to) {
+            return Err(Refusal::NotEmpty(to.into()));
+        }
+        let is_dir = matches!(node, Node::Dir { .. });
+        match view.get(to) {
+            Some(Node::Dir { .. }) if !is_dir => return Err(Refusal::IsADirectory(to.into())),
+            Some(n) if is_dir && !matches!(n, Node::Dir { .. }) => {
+                return Err(Refusal::NotADirectory(to.into()));
+            }
+            _ => {}
+        }
+        if is_dir {
+            if self.merged_dir(from) {
                 return Err(Refusal::CrossDevice(from.into()));
             }
-            if view.get(to).is_some_and(|n| !matches!(n, Node::Dir { .. }))
-                || view.keys().any(|p| p != to && is_under(p, to))
-            {
+            if view.keys().any(|p| p != to && is_under(p, to)) {
                 return Err(Refusal::NotEmpty(to.into()));
             }
             let moved: Vec<(String, Node)> = view
@@ -234,10 +286,14 @@ impl Container {
                 let v = self.view();
                 self.put(&v, &p, n);
             }
+            // Moved into a directory merged with a lower one (the root is),
+            // it is marked opaque: whatever the layers have under its new
+            // name must stay hidden.
+            let into = parent(to);
+            if into.is_empty() || self.merged_dir(into) {
+                self.opaque.insert(to.to_string());
+            }
             return Ok(());
-        }
-        if matches!(view.get(to), Some(Node::Dir { .. })) {
-            return Err(Refusal::IsADirectory(to.into()));
         }
         self.drop_path(&view, from);
         let v = self.view();

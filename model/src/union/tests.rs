@@ -104,7 +104,24 @@ fn hostile_entries_are_refused() {
         apply(&t, &vec![e("h", Body::Hardlink("nope".into()))]),
         Err(Refusal::BadHardlink("h".into(), "nope".into()))
     );
-    let linked = apply(&t, &vec![e("h", Body::Hardlink("etc/hosts".into()))]).expect("hardlink");
+    assert_eq!(
+        apply(&t, &vec![e("h", Body::Hardlink("etc/hosts".into()))]),
+        Err(Refusal::BadHardlink("h".into(), "etc/hosts".into())),
+        "a link to a file of a lower layer (each layer is unpacked alone)"
+    );
+    assert_eq!(
+        apply(&t, &vec![e("etc", file("f")), e("etc/x", file("x"))]),
+        Err(Refusal::NotADirectory("etc/x".into())),
+        "an entry under a file the same layer made"
+    );
+    let linked = apply(
+        &t,
+        &vec![
+            e("etc/hosts", file("h")),
+            e("h", Body::Hardlink("etc/hosts".into())),
+        ],
+    )
+    .expect("hardlink");
     assert_eq!(resolve(&linked, "h"), t.get("etc/hosts"));
 }
 
@@ -113,6 +130,7 @@ fn a_hardlink_is_the_same_file_until_the_file_is_replaced() {
     let t = apply(
         &base(),
         &vec![
+            e("etc/hosts", file("h")),
             e("h1", Body::Hardlink("etc/hosts".into())),
             e("h2", Body::Hardlink("h1".into())),
         ],
@@ -336,4 +354,90 @@ proptest! {
             prop_assert_eq!(apply(&lower, &diff(&lower, &view)), Ok(view));
         }
     }
+}
+
+// The rules below were found by berth-harness's union machine, where the
+// kernel and the model first disagreed.
+
+#[test]
+fn an_implied_directory_takes_mode_0755_over_the_lower_one() {
+    let lower = apply(
+        &Tree::new(),
+        &vec![e("d", Body::Node(Node::Dir { mode: 0o700 }))],
+    )
+    .expect("lower");
+    let t = apply(&lower, &vec![e("d/f", file("x"))]).expect("upper");
+    assert_eq!(t.get("d"), Some(&Node::Dir { mode: 0o755 }));
+    let t = apply(
+        &lower,
+        &vec![
+            e("d/f", file("x")),
+            e("d", Body::Node(Node::Dir { mode: 0o750 })),
+        ],
+    )
+    .expect("explicit");
+    assert_eq!(
+        t.get("d"),
+        Some(&Node::Dir { mode: 0o750 }),
+        "its own entry wins"
+    );
+    let t = apply(&Tree::new(), &vec![e("o/.wh..wh..opq", file(""))]).expect("marker");
+    assert_eq!(
+        t.get("o"),
+        Some(&Node::Dir { mode: 0o755 }),
+        "a marker implies its directory"
+    );
+}
+
+#[test]
+fn rename_checks_come_in_the_kernels_order() {
+    let mut c = Container::new(base());
+    c.mkdir("new").expect("mkdir");
+    assert_eq!(
+        c.rename("new", "new/x"),
+        Err(Refusal::Invalid("new/x".into()))
+    );
+    assert_eq!(
+        c.rename("new", "bin/sh"),
+        Err(Refusal::NotADirectory("bin/sh".into()))
+    );
+    assert_eq!(
+        c.rename("bin/sh", "new"),
+        Err(Refusal::IsADirectory("new".into()))
+    );
+    assert_eq!(
+        c.rename("etc", "etc2"),
+        Err(Refusal::CrossDevice("etc".into()))
+    );
+    assert_eq!(
+        c.rename("bin/sh", "nope/sh"),
+        Err(Refusal::NotFound("nope".into()))
+    );
+    assert_eq!(
+        c.rename("bin/sh/x", "y"),
+        Err(Refusal::NotADirectory("bin/sh/x".into()))
+    );
+}
+
+#[test]
+fn a_directory_moved_into_a_merged_one_is_opaque_and_an_opaque_one_moves() {
+    let mut c = Container::new(base());
+    c.mkdir("new").expect("mkdir");
+    c.rename("new", "moved").expect("rename");
+    assert!(
+        c.opaque.contains("moved"),
+        "the root is merged with the layers"
+    );
+    // A lower directory removed and made again is opaque, so it can move;
+    // removing it again must leave a whiteout, the layers still have it.
+    c.rmdir("etc").expect_err("not empty");
+    c.remove("etc/hosts").expect("rm");
+    c.remove("etc/x/y").expect("rm");
+    c.rmdir("etc/x").expect("rmdir");
+    c.rmdir("etc").expect("rmdir");
+    c.mkdir("etc").expect("mkdir");
+    assert!(c.opaque.contains("etc"));
+    c.rmdir("etc").expect("rmdir");
+    assert_eq!(c.upper.get("etc"), Some(&None), "a whiteout again");
+    assert!(!c.view().contains_key("etc"));
 }

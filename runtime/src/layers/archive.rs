@@ -150,6 +150,11 @@ impl<W: Write> Walker<W> {
     ) -> Result<()> {
         let k = kind(st);
         if self.flavor == Flavor::Layer && k == SFlag::S_IFCHR && st.st_rdev == 0 {
+            // The harness's proof that it sees a broken commit (issue 8): this
+            // feature drops the deletions from the layer.
+            if cfg!(feature = "broken-commit-drops-whiteout") {
+                return Ok(());
+            }
             let wh = match path.rfind('/') {
                 Some(i) => format!("{}/{WHITEOUT_PREFIX}{}", &path[..i], &path[i + 1..]),
                 None => format!("{WHITEOUT_PREFIX}{path}"),

@@ -1,0 +1,121 @@
+//! The comparisons after each step, with diffs a person can read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_model::union::{Node, Tree, resolve};
+
+use super::observe::{self, Seen, shown};
+use super::reference::UnionState;
+use super::sut::Sut;
+use super::transitions::{Outcome, Transition};
+
+/// The step's outcome is the model's.
+pub fn outcome(t: &Transition, want: Option<&Outcome>, got: &Outcome) {
+    assert_eq!(
+        want,
+        Some(got),
+        "the outcome of {t:?}: the model says {want:?}, berth and the kernel did {got:?}"
+    );
+}
+
+/// What the kernel should show for a model node (a hardlink is its file).
+fn seen(tree: &Tree, path: &str, n: &Node) -> Seen {
+    let n = match n {
+        Node::Hardlink(_) => resolve(tree, path).unwrap_or(n),
+        _ => n,
+    };
+    match n {
+        Node::File { content, mode } => Seen::File(*mode, shown(content)),
+        Node::Dir { mode } => Seen::Dir(*mode),
+        Node::Symlink(t) => Seen::Symlink(t.clone()),
+        Node::Device(k, ma, mi) => Seen::Device(*k, *ma, *mi),
+        Node::Hardlink(first) => Seen::Symlink(format!("<a link to {first}, which is gone>")),
+    }
+}
+
+/// One line per path where the two maps differ.
+pub fn map_diff(
+    what: &str,
+    want: &BTreeMap<String, Seen>,
+    got: &BTreeMap<String, Seen>,
+) -> Option<String> {
+    let keys: BTreeSet<&String> = want.keys().chain(got.keys()).collect();
+    let lines: Vec<String> = keys
+        .into_iter()
+        .filter(|k| want.get(*k) != got.get(*k))
+        .map(|k| {
+            let show = |s: Option<&Seen>| s.map_or("nothing".to_string(), |s| format!("{s:?}"));
+            format!(
+                "    {k}: model {}, berth {}",
+                show(want.get(k)),
+                show(got.get(k))
+            )
+        })
+        .collect();
+    (!lines.is_empty()).then(|| format!("{what}:\n{}", lines.join("\n")))
+}
+
+/// The container's root and its upper layer are what the model says, and
+/// the only mount under the case's root is the container's.
+pub fn state(sut: &Sut, r: &UnionState) {
+    let c = &r.container;
+    let view = c.view();
+    let want_root: BTreeMap<String, Seen> = view
+        .iter()
+        .map(|(p, n)| (p.clone(), seen(&view, p, n)))
+        .collect();
+    let want_upper: BTreeMap<String, Seen> = c
+        .upper
+        .iter()
+        .map(|(p, n)| {
+            let s = match n {
+                None => Seen::Whiteout,
+                Some(n) => seen(&view, p, n),
+            };
+            (p.clone(), s)
+        })
+        .collect();
+    let mut problems = Vec::new();
+    match observe::walk(&sut.rootfs()) {
+        Ok(got) => problems.extend(map_diff("the container's root", &want_root, &got.nodes)),
+        Err(e) => problems.push(format!("walking the container's root: {e}")),
+    }
+    match observe::walk(&sut.snapshot.upper()) {
+        Ok(got) => {
+            problems.extend(map_diff("the upper layer", &want_upper, &got.nodes));
+            problems.extend(crate::diff(
+                "opaque directories of the upper layer",
+                &c.opaque,
+                &got.opaque,
+            ));
+        }
+        Err(e) => problems.push(format!("walking the upper layer: {e}")),
+    }
+    let mounts: BTreeSet<String> = observe::mounts_under(sut.root()).into_iter().collect();
+    let want_mounts: BTreeSet<String> = [sut.rootfs().display().to_string()].into();
+    problems.extend(crate::diff(
+        "mounts under the case's root",
+        &want_mounts,
+        &mounts,
+    ));
+    assert!(
+        problems.is_empty(),
+        "after {:?} ({} commits so far) the runtime differs from the model:\n{}",
+        sut.step,
+        r.commits,
+        problems.join("\n")
+    );
+}
+
+/// After the case: no mount, no container layer left.
+pub fn empty(sut: &Sut) {
+    let mounts = observe::mounts_under(sut.root());
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let snaps = sut
+        .store
+        .snapshots()
+        .list()
+        .map(|l| l.len())
+        .unwrap_or(usize::MAX);
+    assert_eq!(snaps, 0, "container layers left");
+}

@@ -1,0 +1,179 @@
+//! Reading the kernel: a walk of a directory tree that never follows a link
+//! (each level opened with `O_NOFOLLOW` from the one above), the overlay
+//! markers of an upper directory, and the mounts under a directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::fcntl::{AtFlags, OFlag, open, openat, readlinkat};
+use nix::sys::stat::{Mode, SFlag, fstatat, major, minor};
+
+/// What is at a path.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Seen {
+    /// A regular file: its permission bits and content.
+    File(u32, String),
+    /// A directory and its permission bits.
+    Dir(u32),
+    /// A symlink and its target.
+    Symlink(String),
+    /// A device: kind ('c'/'b'), major, minor.
+    Device(char, u32, u32),
+    /// overlayfs' whiteout (a 0/0 character device), in an upper directory.
+    Whiteout,
+    /// Anything else (a fifo, a socket): its `st_mode`.
+    Other(u32),
+}
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seen::File(mode, content) => write!(f, "file {mode:04o} {content:?}"),
+            Seen::Dir(mode) => write!(f, "dir {mode:04o}"),
+            Seen::Symlink(t) => write!(f, "symlink -> {t:?}"),
+            Seen::Device(k, ma, mi) => write!(f, "device {k} {ma}:{mi}"),
+            Seen::Whiteout => write!(f, "whiteout"),
+            Seen::Other(mode) => write!(f, "st_mode {mode:o}"),
+        }
+    }
+}
+
+/// A file's content as the diffs show it.
+pub fn shown(content: &[u8]) -> String {
+    String::from_utf8_lossy(content).into_owned()
+}
+
+/// A tree as observed: path → what is there; the directories holding
+/// overlayfs' opaque marker (`trusted.overlay.opaque=y`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Walked {
+    /// path → node
+    pub nodes: BTreeMap<String, Seen>,
+    /// opaque directories
+    pub opaque: BTreeSet<String>,
+    /// names a directory listing gives but a lookup does not find
+    pub ghosts: BTreeSet<String>,
+}
+
+fn opened(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, flags: OFlag) -> nix::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut buf = [0u8; 8];
+    // SAFETY: both strings are NUL-terminated and the buffer is as long as said.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
+fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Result<(), String> {
+    let fd = opened(
+        dir,
+        std::ffi::OsStr::new("."),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+    )
+    .map_err(|e| format!("opening {rel:?}: {e}"))?;
+    let mut names: Vec<std::ffi::OsString> = nix::dir::Dir::from_fd(fd)
+        .map_err(|e| format!("listing {rel:?}: {e}"))?
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    for name in names {
+        let shown_name = name.to_string_lossy();
+        let path = if rel.is_empty() {
+            shown_name.to_string()
+        } else {
+            format!("{rel}/{shown_name}")
+        };
+        let st = match fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // overlayfs lists a whiteout of a directory that only one layer
+            // has (nothing below it to hide) but finds nothing by that name: a
+            // name that is not there. Docker's overlay2 shows the same.
+            Err(nix::errno::Errno::ENOENT) => {
+                out.ghosts.insert(path);
+                continue;
+            }
+            Err(e) => return Err(format!("stat {path:?}: {e}")),
+        };
+        let perm = st.st_mode & 0o7777;
+        let seen = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFREG => {
+                let fd = opened(dir, &name, OFlag::O_RDONLY)
+                    .map_err(|e| format!("opening {path:?}: {e}"))?;
+                let mut content = Vec::new();
+                std::fs::File::from(fd)
+                    .read_to_end(&mut content)
+                    .map_err(|e| format!("reading {path:?}: {e}"))?;
+                Seen::File(perm, shown(&content))
+            }
+            SFlag::S_IFDIR => {
+                let sub = opened(dir, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                    .map_err(|e| format!("opening {path:?}: {e}"))?;
+                if is_opaque(&host.join(&path)) {
+                    out.opaque.insert(path.clone());
+                }
+                walk_dir(sub.as_fd(), host, &path, out)?;
+                Seen::Dir(perm)
+            }
+            SFlag::S_IFLNK => Seen::Symlink(
+                readlinkat(dir, name.as_os_str())
+                    .map_err(|e| format!("readlink {path:?}: {e}"))?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            SFlag::S_IFCHR if st.st_rdev == 0 => Seen::Whiteout,
+            SFlag::S_IFCHR => Seen::Device('c', major(st.st_rdev) as u32, minor(st.st_rdev) as u32),
+            SFlag::S_IFBLK => Seen::Device('b', major(st.st_rdev) as u32, minor(st.st_rdev) as u32),
+            _ => Seen::Other(st.st_mode),
+        };
+        out.nodes.insert(path, seen);
+    }
+    Ok(())
+}
+
+/// Walks the tree under `root` (the root itself not included).
+pub fn walk(root: &Path) -> Result<Walked, String> {
+    let fd = open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening {}: {e}", root.display()))?;
+    let mut out = Walked::default();
+    walk_dir(fd.as_fd(), root, "", &mut out)?;
+    Ok(out)
+}
+
+/// The mount points at or under `dir`, as this thread's mount namespace has them.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
+    let prefix = dir.to_string_lossy().to_string();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| *p == prefix || p.starts_with(&format!("{prefix}/")))
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,126 @@
+//! Images and steps generated so that paths collide often: three names, three
+//! levels, a few contents, modes and link targets. Layer entries that the model
+//! refuses (an entry under a symlink, a hardlink to nothing) are left out of the
+//! image as it is drawn, so every image is one both sides must accept (hostile
+//! layers are the image tests' business, runtime/tests/images.rs).
+
+use berth_model::union::{Body, Entry, Layer, Node, Tree, apply};
+use proptest::prelude::*;
+
+use super::reference::UnionState;
+use super::transitions::Transition;
+
+const NAMES: [&str; 3] = ["a", "b", "c"];
+
+/// A path of one to three components.
+pub fn path() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(NAMES.to_vec()).prop_map(str::to_string),
+        3 => (prop::sample::select(NAMES.to_vec()), prop::sample::select(NAMES.to_vec()))
+            .prop_map(|(a, b)| format!("{a}/{b}")),
+        1 => (
+            prop::sample::select(NAMES.to_vec()),
+            prop::sample::select(NAMES.to_vec()),
+            prop::sample::select(NAMES.to_vec())
+        )
+            .prop_map(|(a, b, c)| format!("{a}/{b}/{c}")),
+    ]
+}
+
+fn content() -> impl Strategy<Value = Vec<u8>> {
+    prop::sample::select(vec!["", "x", "hello", "hello world\n", "\u{0}\u{ff}bin"])
+        .prop_map(|s| s.as_bytes().to_vec())
+}
+
+fn file_mode() -> impl Strategy<Value = u32> {
+    prop::sample::select(vec![0o644, 0o600, 0o755, 0o700])
+}
+
+fn dir_mode() -> impl Strategy<Value = u32> {
+    prop::sample::select(vec![0o755, 0o700, 0o750])
+}
+
+fn target() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["a", "../b", "/c", "a/b", "/etc/passwd"]).prop_map(str::to_string)
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    let node = |name: String, n: Node| Entry {
+        name,
+        body: Body::Node(n),
+    };
+    prop_oneof![
+        2 => (path(), dir_mode()).prop_map(move |(p, mode)| node(p, Node::Dir { mode })),
+        4 => (path(), content(), file_mode())
+            .prop_map(move |(p, content, mode)| node(p, Node::File { content, mode })),
+        1 => (path(), target()).prop_map(move |(p, t)| node(p, Node::Symlink(t))),
+        1 => path().prop_map(move |p| node(p, Node::Device('c', 1, 3))),
+        1 => (path(), path()).prop_map(|(p, t)| Entry { name: p, body: Body::Hardlink(t) }),
+        2 => path().prop_map(|p| {
+            let (dir, name) = p.rsplit_once('/').unwrap_or(("", &p));
+            let name = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+            Entry { name, body: Body::Node(Node::File { content: vec![], mode: 0o644 }) }
+        }),
+        1 => path().prop_map(|p| Entry {
+            name: format!("{p}/.wh..wh..opq"),
+            body: Body::Node(Node::File { content: vec![], mode: 0o644 }),
+        }),
+    ]
+}
+
+/// Keeps the entries of `drawn` that the model accepts on top of `below`.
+fn accepted(below: &Tree, drawn: Vec<Entry>) -> Layer {
+    let mut layer: Layer = Vec::new();
+    for e in drawn {
+        layer.push(e);
+        if apply(below, &layer).is_err() {
+            layer.pop();
+        }
+    }
+    layer
+}
+
+/// An image: one to three layers of up to ten entries each.
+pub fn image() -> impl Strategy<Value = Vec<Layer>> {
+    prop::collection::vec(prop::collection::vec(entry(), 1..10), 1..4).prop_map(|drawn| {
+        let mut tree = Tree::new();
+        let mut layers = Vec::new();
+        for d in drawn {
+            let l = accepted(&tree, d);
+            if let Ok(t) = apply(&tree, &l) {
+                tree = t;
+            }
+            layers.push(l);
+        }
+        layers
+    })
+}
+
+/// A path the container sees now, or any path.
+fn some_path(state: &UnionState) -> BoxedStrategy<String> {
+    let seen: Vec<String> = state.container.view().keys().cloned().collect();
+    if seen.is_empty() {
+        path().boxed()
+    } else {
+        prop_oneof![2 => prop::sample::select(seen), 1 => path()].boxed()
+    }
+}
+
+/// The steps possible from `state` (the preconditions then keep out those
+/// the model does not describe).
+pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
+    let p = || some_path(state);
+    prop_oneof![
+        4 => (p(), content()).prop_map(|(path, content)| Transition::Write { path, content }),
+        2 => (p(), content()).prop_map(|(path, content)| Transition::Append { path, content }),
+        1 => (p(), prop::sample::select(vec![0o600, 0o644, 0o700, 0o755]))
+            .prop_map(|(path, mode)| Transition::Chmod { path, mode }),
+        2 => p().prop_map(|path| Transition::Mkdir { path }),
+        1 => (p(), target()).prop_map(|(path, target)| Transition::Symlink { path, target }),
+        3 => p().prop_map(|path| Transition::Remove { path }),
+        2 => p().prop_map(|path| Transition::Rmdir { path }),
+        2 => (p(), p()).prop_map(|(from, to)| Transition::Rename { from, to }),
+        1 => Just(Transition::Commit),
+    ]
+    .boxed()
+}

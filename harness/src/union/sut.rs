@@ -1,0 +1,296 @@
+//! The runtime's side: berth's image store in a temporary data root, the
+//! case's image loaded into it (an OCI layout built from the model's layers),
+//! a container's read-write layer over it mounted by berth, file operations
+//! done as syscalls confined beneath the container's root, and `berth commit`
+//! followed by a new container on the committed image. Each case runs in a
+//! private mount namespace of its thread, so a failed case leaves no mount
+//! behind on the host.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use berth::image::build::{ImageBuilder, LayerBuilder};
+use berth::image::commit::{CommitOptions, commit};
+use berth::image::load::{Input, load};
+use berth::image::progress::Progress;
+use berth::image::store::ImageStore;
+use berth::layers::overlay::Overlay;
+use berth::layers::snapshot::Snapshot;
+use berth::layers::store::Compression;
+use berth_model::union::{Body, Layer, Node};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2, renameat};
+use nix::sys::stat::{FchmodatFlags, Mode, fchmodat, mkdirat};
+use nix::unistd::{UnlinkatFlags, symlinkat, unlinkat};
+use proptest_state_machine::StateMachineTest;
+
+use super::assertions;
+use super::reference::{UnionRef, UnionState};
+use super::transitions::{Outcome, Transition};
+
+/// The system under test.
+pub struct Sut {
+    /// The case's data root.
+    pub dir: tempfile::TempDir,
+    /// berth's image store there.
+    pub store: ImageStore,
+    /// The running container's read-write layer.
+    pub snapshot: Snapshot,
+    /// Its mounted root (unmounted when dropped).
+    pub mounted: Option<Overlay>,
+    /// How many containers the case made.
+    pub containers: usize,
+    /// The last step.
+    pub step: Option<Transition>,
+}
+
+/// The model's layer as a tar, entry by entry.
+pub fn layer_tar(layer: &Layer) -> Vec<u8> {
+    let mut b = LayerBuilder::new();
+    for e in layer {
+        match &e.body {
+            Body::Node(Node::File { content, mode }) => b.file(&e.name, content, *mode),
+            Body::Node(Node::Dir { mode }) => b.dir(&e.name, *mode),
+            Body::Node(Node::Symlink(t)) => b.symlink(&e.name, t),
+            Body::Node(Node::Device(kind, major, minor)) => {
+                b.device(&e.name, *kind == 'b', *major, *minor, 0o644)
+            }
+            Body::Node(Node::Hardlink(t)) | Body::Hardlink(t) => b.hardlink(&e.name, t),
+        };
+    }
+    b.finish()
+}
+
+fn outcome(e: Errno) -> Outcome {
+    match e {
+        Errno::ENOENT => Outcome::NotFound,
+        Errno::EEXIST => Outcome::Exists,
+        Errno::ENOTDIR => Outcome::NotADirectory,
+        Errno::EISDIR => Outcome::IsADirectory,
+        Errno::ENOTEMPTY => Outcome::NotEmpty,
+        Errno::EXDEV => Outcome::CrossDevice,
+        Errno::EINVAL => Outcome::Invalid,
+        other => Outcome::Other(format!("{other}")),
+    }
+}
+
+fn done(r: nix::Result<()>) -> Outcome {
+    r.map_or_else(outcome, |()| Outcome::Ok)
+}
+
+/// A private mount namespace for this thread, nothing propagating out of it.
+fn private_mounts() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .expect("a mount namespace for the case (needs root)");
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("making the case's mounts private");
+}
+
+impl Sut {
+    /// A data root holding `image`, and a container on it with its root mounted.
+    pub fn new(image: &[Layer]) -> Sut {
+        private_mounts();
+        // Files and directories are made 0644 and 0755, as in a shell.
+        nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+        let dir = tempfile::tempdir().expect("temporary data root");
+        let store = ImageStore::open(&dir.path().join("root")).expect("the image store");
+        let mut img = ImageBuilder::new();
+        for l in image {
+            img.layer(layer_tar(l), Compression::None);
+        }
+        let archive = dir.path().join("image.tar");
+        let f = std::fs::File::create(&archive).expect("the image archive");
+        ImageBuilder::write_oci_tar(&[(&img, Some("union:case"))], f).expect("writing the image");
+        let loaded = load(&store, &Input::Path(archive), &Progress::hidden())
+            .unwrap_or_else(|e| panic!("berth refused an image the model accepts: {e}"));
+        let id = loaded[0].id.to_string();
+        let snapshot = store
+            .create_snapshot("c0", &id)
+            .unwrap_or_else(|e| panic!("the container's layer: {e}"));
+        let mounted = Some(snapshot.mount().unwrap_or_else(|e| panic!("mounting: {e}")));
+        Sut {
+            dir,
+            store,
+            snapshot,
+            mounted,
+            containers: 1,
+            step: None,
+        }
+    }
+
+    /// The container's root.
+    pub fn rootfs(&self) -> PathBuf {
+        self.snapshot.rootfs()
+    }
+
+    /// The directory holding `path` inside the container's root, opened
+    /// beneath it without following any link; and the last component.
+    fn parent<'p>(&self, path: &'p str) -> Result<(OwnedFd, &'p str), Errno> {
+        let root = open(
+            &self.rootfs(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if dir.is_empty() {
+            return Ok((root, name));
+        }
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        Ok((openat2(root.as_fd(), dir, how)?, name))
+    }
+
+    fn write(&self, path: &str, content: &[u8], flags: OFlag) -> Result<(), Errno> {
+        use std::io::Write;
+        let (dir, name) = self.parent(path)?;
+        let fd = openat(
+            dir.as_fd(),
+            name,
+            flags | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )?;
+        std::fs::File::from(fd)
+            .write_all(content)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    }
+
+    fn op(&mut self, t: &Transition) -> Result<(), Errno> {
+        match t {
+            Transition::Write { path, content } => {
+                self.write(path, content, OFlag::O_CREAT | OFlag::O_TRUNC)
+            }
+            Transition::Append { path, content } => self.write(path, content, OFlag::O_APPEND),
+            Transition::Chmod { path, mode } => {
+                let (dir, name) = self.parent(path)?;
+                fchmodat(
+                    dir.as_fd(),
+                    name,
+                    Mode::from_bits_truncate(*mode),
+                    FchmodatFlags::FollowSymlink,
+                )
+            }
+            Transition::Mkdir { path } => {
+                let (dir, name) = self.parent(path)?;
+                mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755))
+            }
+            Transition::Symlink { path, target } => {
+                let (dir, name) = self.parent(path)?;
+                symlinkat(target.as_str(), dir.as_fd(), name)
+            }
+            Transition::Remove { path } => {
+                let (dir, name) = self.parent(path)?;
+                unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir)
+            }
+            Transition::Rmdir { path } => {
+                let (dir, name) = self.parent(path)?;
+                unlinkat(dir.as_fd(), name, UnlinkatFlags::RemoveDir)
+            }
+            Transition::Rename { from, to } => {
+                let (d1, n1) = self.parent(from)?;
+                let (d2, n2) = self.parent(to)?;
+                renameat(d1.as_fd(), n1, d2.as_fd(), n2)
+            }
+            Transition::Commit => unreachable!("not a file operation"),
+        }
+    }
+
+    /// `berth commit`, then a new container on the committed image; the old
+    /// one is removed.
+    fn commit(&mut self) -> Result<(), String> {
+        let loaded = commit(&self.store, &self.snapshot, None, &CommitOptions::default())
+            .map_err(|e| format!("commit: {e}"))?;
+        let id = format!("c{}", self.containers);
+        let snapshot = self
+            .store
+            .create_snapshot(&id, &loaded.id.to_string())
+            .map_err(|e| format!("the new container's layer: {e}"))?;
+        self.containers += 1;
+        let old = std::mem::replace(&mut self.snapshot, snapshot);
+        if let Some(m) = self.mounted.take() {
+            m.unmount()
+                .map_err(|e| format!("unmounting {}: {e}", old.id))?;
+        }
+        self.store
+            .snapshots()
+            .remove(&old.id)
+            .map_err(|e| format!("removing {}: {e}", old.id))?;
+        self.mounted = Some(
+            self.snapshot
+                .mount()
+                .map_err(|e| format!("mounting the committed image: {e}"))?,
+        );
+        Ok(())
+    }
+
+    /// Applies `t` to the runtime; returns what came of it.
+    pub fn step(&mut self, t: &Transition) -> Outcome {
+        match t {
+            Transition::Commit => match self.commit() {
+                Ok(()) => Outcome::Ok,
+                Err(e) => Outcome::Other(e),
+            },
+            _ => done(self.op(t)),
+        }
+    }
+
+    /// Unmounts and removes what the case made; returns what could not be.
+    pub fn clean(&mut self) -> Vec<String> {
+        let mut left = Vec::new();
+        if let Some(m) = self.mounted.take()
+            && let Err(e) = m.unmount()
+        {
+            left.push(format!("unmounting: {e}"));
+        }
+        if let Err(e) = self.store.snapshots().remove(&self.snapshot.id) {
+            left.push(format!("removing the container's layer: {e}"));
+        }
+        left
+    }
+
+    /// The case's data root.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Sut {
+    fn drop(&mut self) {
+        let _ = self.clean();
+    }
+}
+
+/// The union state machine test.
+pub struct UnionMachine;
+
+impl StateMachineTest for UnionMachine {
+    type SystemUnderTest = Sut;
+    type Reference = UnionRef;
+
+    fn init_test(ref_state: &UnionState) -> Sut {
+        Sut::new(&ref_state.image)
+    }
+
+    fn apply(mut sut: Sut, ref_state: &UnionState, t: Transition) -> Sut {
+        let got = sut.step(&t);
+        sut.step = Some(t.clone());
+        assertions::outcome(&t, ref_state.last.as_ref(), &got);
+        sut
+    }
+
+    fn check_invariants(sut: &Sut, ref_state: &UnionState) {
+        assertions::state(sut, ref_state);
+    }
+
+    fn teardown(mut sut: Sut, _ref_state: UnionState) {
+        let left = sut.clean();
+        assert!(left.is_empty(), "the case could not be cleaned: {left:?}");
+        assertions::empty(&sut);
+    }
+}

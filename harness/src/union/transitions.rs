@@ -1,0 +1,101 @@
+//! What can happen, and what may come of it.
+
+/// One step of the union machine: a file operation inside the container's
+/// root, or a commit of the container followed by a new container on the
+/// committed image.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    /// `open(O_CREAT|O_TRUNC)` and write.
+    Write {
+        /// the path, relative to the container's root
+        path: String,
+        /// what is written
+        content: Vec<u8>,
+    },
+    /// `open(O_APPEND)` and write.
+    Append {
+        /// the path
+        path: String,
+        /// what is appended
+        content: Vec<u8>,
+    },
+    /// `chmod`.
+    Chmod {
+        /// the path
+        path: String,
+        /// the permission bits
+        mode: u32,
+    },
+    /// `mkdir` (0755).
+    Mkdir {
+        /// the path
+        path: String,
+    },
+    /// `symlink`.
+    Symlink {
+        /// the link's path
+        path: String,
+        /// what it points to (never followed by the machine)
+        target: String,
+    },
+    /// `unlink`.
+    Remove {
+        /// the path
+        path: String,
+    },
+    /// `rmdir`.
+    Rmdir {
+        /// the path
+        path: String,
+    },
+    /// `rename`.
+    Rename {
+        /// the old path
+        from: String,
+        /// the new path
+        to: String,
+    },
+    /// `berth commit`, then the container is replaced by a new one made from
+    /// the committed image (its root mounted afresh from the layer store).
+    Commit,
+}
+
+impl Transition {
+    /// The paths the step names.
+    pub fn paths(&self) -> Vec<&str> {
+        match self {
+            Transition::Write { path, .. }
+            | Transition::Append { path, .. }
+            | Transition::Chmod { path, .. }
+            | Transition::Mkdir { path }
+            | Transition::Symlink { path, .. }
+            | Transition::Remove { path }
+            | Transition::Rmdir { path } => vec![path],
+            Transition::Rename { from, to } => vec![from, to],
+            Transition::Commit => vec![],
+        }
+    }
+}
+
+/// What came of a step: ok, or which error (errno).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It was done.
+    Ok,
+    /// ENOENT.
+    NotFound,
+    /// EEXIST.
+    Exists,
+    /// ENOTDIR.
+    NotADirectory,
+    /// EISDIR.
+    IsADirectory,
+    /// ENOTEMPTY.
+    NotEmpty,
+    /// EXDEV.
+    CrossDevice,
+    /// EINVAL (a directory moved into itself).
+    Invalid,
+    /// Anything else: never expected.
+    Other(String),
+}

@@ -13,10 +13,13 @@
 //!   published ports, and the kernel objects a state implies.
 //! - [`union`]: layers with whiteouts and opaque markers, the overlay view,
 //!   container writes with copy-up, and commit.
+//! - [`lifecycle`]: create, start, pause, resume, kill and delete, and which
+//!   status allows which.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cgroups;
+pub mod lifecycle;
 pub mod namespaces;
 pub mod network;
 pub mod union;

@@ -1,0 +1,50 @@
+//! What can happen, and what may come of it.
+
+/// One step: an operation on one of a few container names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// `create --bundle B ID`
+    Create(String),
+    /// `start ID`
+    Start(String),
+    /// `pause ID`
+    Pause(String),
+    /// `resume ID`
+    Resume(String),
+    /// `kill ID KILL`
+    Kill(String),
+    /// `delete ID`
+    Delete(String),
+    /// `delete --force ID`
+    ForceDelete(String),
+}
+
+impl Transition {
+    /// The container the step is about.
+    pub fn id(&self) -> &str {
+        match self {
+            Transition::Create(id)
+            | Transition::Start(id)
+            | Transition::Pause(id)
+            | Transition::Resume(id)
+            | Transition::Kill(id)
+            | Transition::Delete(id)
+            | Transition::ForceDelete(id) => id,
+        }
+    }
+}
+
+/// What came of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// The id is taken.
+    Exists,
+    /// No such container.
+    NotFound,
+    /// Refused in this status ("created", "running", "paused", "stopped").
+    BadState(String),
+    /// Anything else (the runtime's message): never expected.
+    Other(String),
+}

@@ -1,7 +1,7 @@
 //! The union machine on random images and sequences of file operations and
 //! commits (root: overlay mounts; each case in a mount namespace of its own).
 //!
-//! - `BERTH_HARNESS_CASES`: the number of cases (default 32 on the host, 8 in
+//! - `BERTH_HARNESS_CASES`: the number of cases (default 64 on the host, 24 in
 //!   a VM).
 //! - A failure is shrunk, printed, and its seed saved in
 //!   harness/proptest-regressions/union.txt, which is run first from then on.
@@ -14,7 +14,7 @@ fn union_machine() {
     berth_harness::run_machine::<UnionRef, UnionMachine>(
         "union",
         cfg!(feature = "broken-commit-drops-whiteout"),
-        (32, 8),
+        (64, 24),
         1..24,
     );
 }

@@ -33,10 +33,12 @@ pub fn runc_bin() -> PathBuf {
     std::env::var_os("BERTH_RUNC")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../target/debug/berth-runc"
-            ))
+            // Without "..": in a VM only the binary's own path exists.
+            let harness = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            harness
+                .parent()
+                .unwrap_or(harness)
+                .join("target/debug/berth-runc")
         })
 }
 

@@ -10,13 +10,14 @@
 //! runtime's side), `observe.rs` (reading the kernel), `assertions.rs` (the
 //! comparisons, with readable diffs).
 //!
-//! Machines so far: [`network`] (bridge/IP), [`union`] and [`lifecycle`]. The
-//! namespaces and cgroups machines of issue 8 are still to come.
+//! Machines so far: [`network`] (bridge/IP), [`union`], [`lifecycle`] and
+//! [`cgroups`]. The namespaces machine of issue 8 is still to come.
 #![warn(missing_docs)]
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
+pub mod cgroups;
 pub mod lifecycle;
 pub mod network;
 pub mod union;

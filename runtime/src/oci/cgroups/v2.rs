@@ -100,8 +100,12 @@ pub fn blkio_to_io_weight(w: u16) -> u64 {
 
 impl Cgroup for V2 {
     fn create(&self) -> Result<()> {
+        // Directories first: a level made here must enable the controllers
+        // for the one below it too (berth-harness's cgroups machine found
+        // a new nested path left without memory.max and the rest).
+        mkdir_all(&self.dir, &|_| Ok(()))?;
         self.enable(&WANTED);
-        mkdir_all(&self.dir, &|_| Ok(()))
+        Ok(())
     }
 
     fn add(&self, pid: i32) -> Result<()> {

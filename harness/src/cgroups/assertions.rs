@@ -1,0 +1,144 @@
+//! The comparisons after each step, with diffs a person can read.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use berth_model::cgroups::{Controller, Limit};
+
+use super::observe;
+use super::reference::{CASE, CgState};
+use super::sut::Sut;
+use super::transitions::{Outcome, Transition};
+
+/// The step's outcome is the model's.
+pub fn outcome(t: &Transition, want: Option<&Outcome>, got: &Outcome) {
+    assert_eq!(
+        want,
+        Some(got),
+        "the outcome of {t:?}: the model says {want:?}, berth and the kernel did {got:?}"
+    );
+}
+
+fn limit_file(l: Limit, v2: bool) -> Option<&'static str> {
+    Some(match (l, v2) {
+        (Limit::MemoryMax, true) => "memory.max",
+        (Limit::MemoryMax, false) => "memory.limit_in_bytes",
+        (Limit::PidsMax, _) => "pids.max",
+        (Limit::CpuWeight, true) => "cpu.weight",
+        (Limit::CpuWeight, false) => "cpu.shares",
+        _ => return None,
+    })
+}
+
+fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
+    let mut p = Vec::new();
+    for (i, h) in r.layout.hierarchies.iter().enumerate() {
+        let w = &sut.watched[i];
+        let label = if w.v2 {
+            "v2".to_string()
+        } else {
+            format!("v1 {}", w.mount.display())
+        };
+        let want: BTreeSet<String> = h
+            .cgroups
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix(CASE)
+                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                    .map(|rest| rest.trim_start_matches('/').to_string())
+            })
+            .collect();
+        let got = observe::tree(&sut.dir(i, ""));
+        p.extend(crate::diff(&format!("{label}: cgroups"), &want, &got));
+        for rel in want.intersection(&got) {
+            let path = if rel.is_empty() {
+                CASE.to_string()
+            } else {
+                format!("{CASE}/{rel}")
+            };
+            let cg = &h.cgroups[&path];
+            let dir = sut.dir(i, rel);
+            let shown = if rel.is_empty() { "<case>" } else { rel };
+            let procs: BTreeSet<i32> = cg
+                .procs
+                .iter()
+                .map(|n| sut.pid(*n).unwrap_or(-(*n as i32)))
+                .collect();
+            p.extend(crate::diff(
+                &format!("{label}: {shown}: cgroup.procs"),
+                &procs,
+                &observe::procs(&dir),
+            ));
+            if w.v2 {
+                p.extend(crate::diff(
+                    &format!("{label}: {shown}: cgroup.subtree_control"),
+                    &cg.subtree_control,
+                    &observe::subtree_control(&dir),
+                ));
+                let avail = h.available(&path);
+                for (c, f) in [
+                    (Controller::Memory, "memory.max"),
+                    (Controller::Pids, "pids.max"),
+                    (Controller::Cpu, "cpu.weight"),
+                ] {
+                    if w.controllers.contains(&c) && dir.join(f).exists() != avail.contains(&c) {
+                        p.push(format!(
+                            "{label}: {shown}: {f} {} but the model says the {c:?} controller is {}",
+                            if dir.join(f).exists() { "exists" } else { "is missing" },
+                            if avail.contains(&c) { "enabled" } else { "not enabled" }
+                        ));
+                    }
+                }
+            }
+            for (l, v) in &cg.limits {
+                if let Some(f) = limit_file(*l, w.v2) {
+                    let seen = observe::read(&dir, f);
+                    if seen.as_deref() != Some(v.to_string().as_str()) {
+                        p.push(format!("{label}: {shown}: {f}: model {v}, kernel {seen:?}"));
+                    }
+                }
+            }
+            let freezer = w.v2 || w.controllers.contains(&Controller::Freezer);
+            if freezer {
+                let (own, eff) = observe::freezer(&dir, w.v2);
+                let want = (cg.frozen, h.is_frozen(&path));
+                if (own, eff) != want {
+                    p.push(format!(
+                        "{label}: {shown}: freezer (own, effective): model {want:?}, kernel {:?}",
+                        (own, eff)
+                    ));
+                }
+            }
+        }
+    }
+    p
+}
+
+/// The cgroup filesystems agree with the model. A freeze the kernel
+/// completes after the command returned is waited for (up to 10 s).
+pub fn state(sut: &Sut, r: &CgState) {
+    let started = Instant::now();
+    let mut p = problems(sut, r);
+    while !p.is_empty() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        p = problems(sut, r);
+    }
+    assert!(
+        p.is_empty(),
+        "after {:?} the runtime differs from the model:\n  {}",
+        sut.step,
+        p.join("\n  ")
+    );
+}
+
+/// After the case: nothing of it in any hierarchy, the hybrid one included.
+pub fn empty(sut: &Sut) {
+    let paths = sut.paths("");
+    let left: Vec<_> = paths
+        .v1
+        .values()
+        .chain(paths.unified.iter())
+        .filter(|d| d.exists())
+        .collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}

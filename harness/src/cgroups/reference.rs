@@ -1,0 +1,230 @@
+//! The model's side: berth-model's cgroup layout as this host has it, which
+//! processes run, and the outcome the last step must have had. What berth's
+//! manager does is composed of the model's kernel operations here: making a
+//! container's cgroup is `mkdir -p` and, in v2, enabling the controllers in
+//! every ancestor's subtree_control (a level with processes of its own
+//! refuses, and is left as it is); removing one removes the empty cgroups
+//! below it first.
+
+use std::collections::BTreeSet;
+
+use berth_model::cgroups::{Controller, Hierarchy, Layout, Limit, Pid, Refusal};
+use proptest::prelude::*;
+use proptest_state_machine::ReferenceStateMachine;
+
+use super::observe::{WANTED, hierarchies};
+use super::transitions::{Outcome, SetLimit, Transition};
+
+/// The case's cgroup, as the model names it.
+pub const CASE: &str = "/case";
+
+/// The reference state.
+#[derive(Debug, Clone)]
+pub struct CgState {
+    /// The model.
+    pub layout: Layout,
+    /// Processes that run.
+    pub running: BTreeSet<u32>,
+    /// What the last step must have come to.
+    pub last: Option<Outcome>,
+}
+
+/// The reference state machine of the cgroups machine.
+pub struct CgRef;
+
+/// The model's path of a case-relative path.
+pub fn full(rel: &str) -> String {
+    if rel.is_empty() {
+        CASE.to_string()
+    } else {
+        format!("{CASE}/{rel}")
+    }
+}
+
+fn outcome(r: Result<(), Refusal>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Ok,
+        Err(Refusal::NoSuchCgroup(_)) => Outcome::NoSuchCgroup,
+        Err(Refusal::NoSuchFile(..)) => Outcome::NoSuchFile,
+        Err(Refusal::InternalProcess(_)) => Outcome::InternalProcess,
+        Err(Refusal::Busy(_)) => Outcome::Busy,
+        Err(other) => Outcome::Other(format!("model: {other:?}")),
+    }
+}
+
+fn ancestors(path: &str) -> Vec<String> {
+    // "/", "/case", "/case/a", … up to the parent of `path`, top down.
+    let mut out = vec!["/".to_string()];
+    let mut acc = String::new();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for p in &parts[..parts.len().saturating_sub(1)] {
+        acc.push('/');
+        acc.push_str(p);
+        out.push(acc.clone());
+    }
+    out
+}
+
+/// berth's `create`: `mkdir -p`, then (v2) controllers enabled top down.
+fn make(h: &mut Hierarchy, path: &str) -> Result<(), Refusal> {
+    let mut acc = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        acc.push('/');
+        acc.push_str(part);
+        match h.mkdir(&acc) {
+            Ok(()) | Err(Refusal::Exists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if h.v2 {
+        for a in ancestors(path) {
+            let want: Vec<Controller> = WANTED
+                .into_iter()
+                .filter(|c| h.available(&a).contains(c))
+                .collect();
+            // One write of every missing controller: all or nothing.
+            let mut trial = h.clone();
+            if want.iter().all(|c| trial.enable(&a, *c).is_ok()) {
+                *h = trial;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// berth's `remove`: the empty cgroups below first, then the cgroup.
+fn remove(h: &mut Hierarchy, path: &str) -> Result<(), Refusal> {
+    let mut below: Vec<String> = h
+        .cgroups
+        .keys()
+        .filter(|p| *p == path || p.starts_with(&format!("{path}/")))
+        .cloned()
+        .collect();
+    below.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    for p in below {
+        h.rmdir(&p)?;
+    }
+    Ok(())
+}
+
+/// The limit and the value its file holds on this layout.
+pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
+    match l {
+        SetLimit::Memory(b) => (Limit::MemoryMax, b),
+        SetLimit::Pids(n) => (Limit::PidsMax, n),
+        SetLimit::Shares(s) if v2 => (
+            Limit::CpuWeight,
+            berth_model::cgroups::oci::shares_to_weight(s),
+        ),
+        SetLimit::Shares(s) => (Limit::CpuWeight, s),
+    }
+}
+
+/// Whether process `p` is frozen in any hierarchy.
+pub fn frozen(layout: &Layout, p: u32) -> bool {
+    layout
+        .hierarchies
+        .iter()
+        .any(|h| h.cgroup_of(p as Pid).is_some_and(|c| h.is_frozen(c)))
+}
+
+/// Applies `t` to the model; returns the outcome it must have.
+pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
+    let hs = &mut s.layout.hierarchies;
+    let v2 = hs.first().is_some_and(|h| h.v2);
+    outcome(match t {
+        Transition::Make(p) => hs.iter_mut().try_for_each(|h| make(h, &full(p))),
+        Transition::Add(pid, p) => {
+            let r = hs
+                .iter_mut()
+                .try_for_each(|h| h.attach(*pid as Pid, &full(p)));
+            if r.is_ok() {
+                s.running.insert(*pid);
+            }
+            r
+        }
+        Transition::Set(p, l) => {
+            let (limit, value) = limit_of(*l, v2);
+            s.layout
+                .for_controller(limit.controller())
+                .and_then(|h| h.set(&full(p), limit, value))
+        }
+        Transition::Freeze(p) | Transition::Thaw(p) => {
+            let on = matches!(t, Transition::Freeze(_));
+            s.layout
+                .for_controller(Controller::Freezer)
+                .and_then(|h| h.freeze(&full(p), on))
+        }
+        Transition::Remove(p) => hs.iter_mut().try_for_each(|h| remove(h, &full(p))),
+        Transition::Exit(pid) => {
+            for h in hs.iter_mut() {
+                h.exit(*pid as Pid);
+            }
+            s.running.remove(pid);
+            Ok(())
+        }
+    })
+}
+
+/// The model of this host's hierarchies with the case's cgroup made (as
+/// berth's manager makes it).
+pub fn initial() -> CgState {
+    let mut layout = Layout {
+        hierarchies: hierarchies()
+            .into_iter()
+            .map(|w| Hierarchy::new(w.v2, w.controllers))
+            .collect(),
+    };
+    for h in &mut layout.hierarchies {
+        if h.v2 {
+            // The root's subtree_control as the host has it now.
+            if let Some(root) = hierarchies().first() {
+                let on = super::observe::subtree_control(&root.mount);
+                for c in on {
+                    let _ = h.enable("/", c);
+                }
+            }
+        }
+        let _ = make(h, CASE);
+    }
+    CgState {
+        layout,
+        running: BTreeSet::new(),
+        last: None,
+    }
+}
+
+impl ReferenceStateMachine for CgRef {
+    type State = CgState;
+    type Transition = Transition;
+
+    fn init_state() -> BoxedStrategy<CgState> {
+        Just(initial()).boxed()
+    }
+
+    fn transitions(state: &CgState) -> BoxedStrategy<Transition> {
+        super::strategies::transitions(state)
+    }
+
+    fn apply(mut state: CgState, t: &Transition) -> CgState {
+        let o = step(&mut state, t);
+        state.last = Some(o);
+        state
+    }
+
+    /// Left out: removing a cgroup that still has processes below it (berth
+    /// retries EBUSY for seconds, then which empty children went first
+    /// depends on the directory's order), and ending or moving a frozen
+    /// process (a v1 freezer holds SIGKILL and the move until thawed).
+    fn preconditions(state: &CgState, t: &Transition) -> bool {
+        match t {
+            Transition::Remove(p) => state.layout.hierarchies.iter().all(|h| {
+                let f = full(p);
+                h.pids_below(&f).is_empty() || !h.cgroups.contains_key(&f)
+            }),
+            Transition::Exit(pid) => state.running.contains(pid) && !frozen(&state.layout, *pid),
+            Transition::Add(pid, _) => !state.running.contains(pid) || !frozen(&state.layout, *pid),
+            _ => true,
+        }
+    }
+}

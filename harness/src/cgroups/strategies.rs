@@ -1,0 +1,38 @@
+//! Steps over four nested paths and four processes, so that cgroups get
+//! children and processes often, and the no-internal-process rule and the
+//! freezer's inheritance come up.
+
+use proptest::prelude::*;
+
+use super::reference::CgState;
+use super::transitions::{SetLimit, Transition};
+
+/// Paths under the case's cgroup.
+pub const PATHS: [&str; 4] = ["a", "a/b", "a/b/c", "d"];
+
+/// The processes' numbers.
+pub const PROCS: [u32; 4] = [1, 2, 3, 4];
+
+fn limit() -> impl Strategy<Value = SetLimit> {
+    prop_oneof![
+        prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20]).prop_map(SetLimit::Memory),
+        prop::sample::select(vec![10u64, 100, 1000]).prop_map(SetLimit::Pids),
+        prop::sample::select(vec![512u64, 1024, 2048]).prop_map(SetLimit::Shares),
+    ]
+}
+
+/// The steps possible from any state.
+pub fn transitions(_state: &CgState) -> BoxedStrategy<Transition> {
+    let path = || prop::sample::select(PATHS.to_vec()).prop_map(str::to_string);
+    let proc_ = || prop::sample::select(PROCS.to_vec());
+    prop_oneof![
+        3 => path().prop_map(Transition::Make),
+        3 => (proc_(), path()).prop_map(|(p, c)| Transition::Add(p, c)),
+        2 => (path(), limit()).prop_map(|(c, l)| Transition::Set(c, l)),
+        1 => path().prop_map(Transition::Freeze),
+        1 => path().prop_map(Transition::Thaw),
+        1 => path().prop_map(Transition::Remove),
+        1 => proc_().prop_map(Transition::Exit),
+    ]
+    .boxed()
+}

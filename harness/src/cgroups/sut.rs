@@ -1,0 +1,232 @@
+//! The runtime's side: berth's cgroup manager for "containers" at nested
+//! paths below a cgroup of the case's own (an absolute cgroupsPath, as
+//! containerd passes one), with `busybox sleep` processes put into them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use berth::oci::cgroups::{Cgroup, CgroupPaths, manager, resolve};
+use berth::oci::error::Error;
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+};
+use proptest_state_machine::StateMachineTest;
+
+use super::assertions;
+use super::observe::{Watched, hierarchies};
+use super::reference::{CgRef, CgState};
+use super::transitions::{Outcome, SetLimit, Transition};
+
+/// The system under test.
+pub struct Sut {
+    /// The case's cgroup name (below each hierarchy's root).
+    pub case: String,
+    /// The hierarchies the model describes, in its order.
+    pub watched: Vec<Watched>,
+    /// The processes, by the model's numbers.
+    pub procs: BTreeMap<u32, Child>,
+    /// The last step.
+    pub step: Option<Transition>,
+}
+
+fn resources(l: SetLimit) -> LinuxResources {
+    let mut r = LinuxResourcesBuilder::default();
+    r = match l {
+        SetLimit::Memory(b) => r.memory(
+            LinuxMemoryBuilder::default()
+                .limit(b as i64)
+                .build()
+                .expect("memory"),
+        ),
+        SetLimit::Pids(n) => r.pids(
+            LinuxPidsBuilder::default()
+                .limit(n as i64)
+                .build()
+                .expect("pids"),
+        ),
+        SetLimit::Shares(s) => r.cpu(LinuxCpuBuilder::default().shares(s).build().expect("cpu")),
+    };
+    r.build().expect("resources")
+}
+
+impl Sut {
+    /// The case's cgroup, made by berth's manager.
+    pub fn new() -> Sut {
+        static CASE: AtomicU32 = AtomicU32::new(0);
+        let case = format!(
+            "berth-harness-{}-{}",
+            std::process::id(),
+            CASE.fetch_add(1, Ordering::Relaxed)
+        );
+        let sut = Sut {
+            case,
+            watched: hierarchies(),
+            procs: BTreeMap::new(),
+            step: None,
+        };
+        sut.manager("")
+            .create()
+            .unwrap_or_else(|e| panic!("the case's cgroup: {e}"));
+        sut
+    }
+
+    /// berth's paths for a case-relative path.
+    pub fn paths(&self, rel: &str) -> CgroupPaths {
+        let p = if rel.is_empty() {
+            format!("/{}", self.case)
+        } else {
+            format!("/{}/{rel}", self.case)
+        };
+        resolve(Some(Path::new(&p)), "unused").unwrap_or_else(|e| panic!("resolve {p}: {e}"))
+    }
+
+    fn manager(&self, rel: &str) -> Box<dyn Cgroup> {
+        manager(&self.paths(rel))
+    }
+
+    /// The directory of a case-relative path in watched hierarchy `i`.
+    pub fn dir(&self, i: usize, rel: &str) -> PathBuf {
+        let base = self.watched[i].mount.join(&self.case);
+        if rel.is_empty() { base } else { base.join(rel) }
+    }
+
+    /// The real pid of the model's process `n`.
+    pub fn pid(&self, n: u32) -> Option<i32> {
+        self.procs.get(&n).map(|c| c.id() as i32)
+    }
+
+    fn outcome(&self, rel: &str, r: Result<(), Error>) -> Outcome {
+        let e = match r {
+            Ok(()) => return Outcome::Ok,
+            Err(e) => e,
+        };
+        let exists = self
+            .watched
+            .iter()
+            .enumerate()
+            .any(|(i, _)| self.dir(i, rel).is_dir());
+        match &e {
+            Error::Cgroup { source, .. } | Error::Io { source, .. } => {
+                match source.raw_os_error() {
+                    Some(libc::ENOENT) => Outcome::NoSuchCgroup,
+                    Some(libc::EBUSY) if matches!(self.step, Some(Transition::Remove(_))) => {
+                        Outcome::Busy
+                    }
+                    Some(libc::EBUSY) => Outcome::InternalProcess,
+                    _ => Outcome::Other(e.to_string()),
+                }
+            }
+            Error::Other(m) if m.contains("controller not enabled") => {
+                if exists {
+                    Outcome::NoSuchFile
+                } else {
+                    Outcome::NoSuchCgroup
+                }
+            }
+            _ => Outcome::Other(e.to_string()),
+        }
+    }
+
+    fn spawn() -> Child {
+        Command::new("/bin/busybox")
+            .args(["sleep", "100000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("a process (busybox-static)")
+    }
+
+    fn end(&mut self, n: u32) {
+        if let Some(mut c) = self.procs.remove(&n) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Applies `t` to the runtime; returns what came of it.
+    pub fn step(&mut self, t: &Transition) -> Outcome {
+        self.step = Some(t.clone());
+        match t {
+            Transition::Make(p) => self.outcome(p, self.manager(p).create()),
+            Transition::Add(n, p) => {
+                let new = !self.procs.contains_key(n);
+                if new {
+                    self.procs.insert(*n, Self::spawn());
+                }
+                let pid = self.pid(*n).unwrap_or(0);
+                let r = self.manager(p).add(pid);
+                if r.is_err() && new {
+                    self.end(*n);
+                }
+                self.outcome(p, r)
+            }
+            Transition::Set(p, l) => self.outcome(p, self.manager(p).set(&resources(*l))),
+            Transition::Freeze(p) => self.outcome(p, self.manager(p).freeze()),
+            Transition::Thaw(p) => self.outcome(p, self.manager(p).thaw()),
+            Transition::Remove(p) => self.outcome(p, self.manager(p).remove()),
+            Transition::Exit(n) => {
+                self.end(*n);
+                Outcome::Ok
+            }
+        }
+    }
+
+    /// Thaws, ends every process, removes the case's cgroups; returns what
+    /// could not be done.
+    pub fn clean(&mut self) -> Vec<String> {
+        let m = self.manager("");
+        let _ = m.thaw();
+        for rel in ["a/b/c", "a/b", "a", "d"] {
+            let _ = self.manager(rel).thaw();
+        }
+        for n in self.procs.keys().copied().collect::<Vec<_>>() {
+            self.end(n);
+        }
+        match m.remove() {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![format!("removing the case's cgroups: {e}")],
+        }
+    }
+}
+
+impl Default for Sut {
+    fn default() -> Self {
+        Sut::new()
+    }
+}
+
+impl Drop for Sut {
+    fn drop(&mut self) {
+        let _ = self.clean();
+    }
+}
+
+/// The cgroups state machine test.
+pub struct CgMachine;
+
+impl StateMachineTest for CgMachine {
+    type SystemUnderTest = Sut;
+    type Reference = CgRef;
+
+    fn init_test(_ref_state: &CgState) -> Sut {
+        Sut::new()
+    }
+
+    fn apply(mut sut: Sut, ref_state: &CgState, t: Transition) -> Sut {
+        let got = sut.step(&t);
+        assertions::outcome(&t, ref_state.last.as_ref(), &got);
+        sut
+    }
+
+    fn check_invariants(sut: &Sut, ref_state: &CgState) {
+        assertions::state(sut, ref_state);
+    }
+
+    fn teardown(mut sut: Sut, _ref_state: CgState) {
+        let left = sut.clean();
+        assert!(left.is_empty(), "the case could not be cleaned: {left:?}");
+        assertions::empty(&sut);
+    }
+}

@@ -1,0 +1,49 @@
+//! What can happen, and what may come of it.
+
+/// A limit the machine sets (`linux.resources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetLimit {
+    /// `memory.limit` in bytes
+    Memory(u64),
+    /// `pids.limit`
+    Pids(u64),
+    /// `cpu.shares`
+    Shares(u64),
+}
+
+/// One step. Paths are relative to the case's cgroup; processes are named
+/// by small numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Makes a container's cgroup (`mkdir -p`, controllers enabled on the way).
+    Make(String),
+    /// Puts a process into it (a new one, or moves a running one).
+    Add(u32, String),
+    /// Writes a limit.
+    Set(String, SetLimit),
+    /// Freezes it.
+    Freeze(String),
+    /// Thaws it.
+    Thaw(String),
+    /// Removes it and the empty cgroups below it.
+    Remove(String),
+    /// A process ends (SIGKILL).
+    Exit(u32),
+}
+
+/// What came of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// ENOENT: no such cgroup.
+    NoSuchCgroup,
+    /// The limit's file is not there (controller not enabled, v2).
+    NoSuchFile,
+    /// EBUSY: v2's no-internal-process rule.
+    InternalProcess,
+    /// EBUSY on removal.
+    Busy,
+    /// Anything else: never expected.
+    Other(String),
+}

@@ -10,8 +10,8 @@
 //! runtime's side), `observe.rs` (reading the kernel), `assertions.rs` (the
 //! comparisons, with readable diffs).
 //!
-//! Machines so far: [`network`] (bridge/IP), [`union`], [`lifecycle`] and
-//! [`cgroups`]. The namespaces machine of issue 8 is still to come.
+//! The machines: [`namespaces`], [`cgroups`], [`union`], [`network`]
+//! (bridge/IP) and [`lifecycle`].
 #![warn(missing_docs)]
 
 use std::collections::BTreeSet;
@@ -19,6 +19,7 @@ use std::fmt::Debug;
 
 pub mod cgroups;
 pub mod lifecycle;
+pub mod namespaces;
 pub mod network;
 pub mod union;
 

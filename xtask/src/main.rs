@@ -62,7 +62,7 @@ enum Cmd {
     Replay {
         /// A regressions file (harness/proptest-regressions/MACHINE.txt) or a seed.
         what: String,
-        /// The machine (bridge_ip, cgroups, lifecycle, union); by default the regressions file's,
+        /// The machine (bridge_ip, cgroups, lifecycle, namespaces, union); by default the regressions file's,
         /// or every machine for a seed.
         #[arg(long)]
         machine: Option<String>,
@@ -338,7 +338,7 @@ fn bench(filter: Option<String>) -> Result<()> {
 }
 
 /// The harness's machines: each one's test target and regressions file name.
-const MACHINES: [&str; 4] = ["bridge_ip", "cgroups", "lifecycle", "union"];
+const MACHINES: [&str; 5] = ["bridge_ip", "cgroups", "lifecycle", "namespaces", "union"];
 
 /// `cargo xtask replay FILE|SEED [--machine NAME] [--host]`.
 fn replay(what: &str, machine: Option<String>, host: bool) -> Result<()> {

@@ -89,7 +89,24 @@ fn problems(sut: &Sut, r: &LifeState) -> Vec<String> {
             (None, None) => {}
         }
     }
-    // A deleted container leaves no state directory and no cgroup.
+    // A name the model has no container for has no state directory and no
+    // cgroup (a deleted one, or one whose create failed).
+    for n in super::strategies::NAMES {
+        if want.contains_key(n) {
+            continue;
+        }
+        let id = sut.id(n);
+        if sut.dir.path().join("root").join(&id).exists() {
+            p.push(format!("{n}: no container, but a state directory"));
+        }
+        if let Ok(paths) = berth::oci::cgroups::resolve(None, &id) {
+            for d in paths.v1.values().chain(paths.unified.iter()) {
+                if d.exists() {
+                    p.push(format!("{n}: no container, but its cgroup {}", d.display()));
+                }
+            }
+        }
+    }
     for (n, cg) in &sut.cgroups {
         if !want.contains_key(n) {
             if sut.dir.path().join("root").join(sut.id(n)).exists() {

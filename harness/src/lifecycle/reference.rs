@@ -49,6 +49,14 @@ pub fn step(s: &mut LifeState, t: &Transition) -> Outcome {
         Transition::Kill(id) => m.kill(id),
         Transition::Delete(id) => m.delete(id, false),
         Transition::ForceDelete(id) => m.delete(id, true),
+        Transition::CreateFault(id, _) => {
+            // Refused as a create is, or failed at the fault: nothing changes.
+            let mut trial = m.clone();
+            return match trial.create(id) {
+                Ok(()) => Outcome::Fault,
+                Err(e) => outcome(Err(e)),
+            };
+        }
     })
 }
 

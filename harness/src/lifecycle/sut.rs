@@ -98,6 +98,11 @@ impl Sut {
     /// The container's init inherits stdio at `create`: stdout and stderr go
     /// to files, so that nothing waits for the container to close a pipe.
     pub fn runc(&self, args: &[&str]) -> (bool, String, String) {
+        self.runc_with(args, &[])
+    }
+
+    /// [`Sut::runc`] with more environment.
+    pub fn runc_with(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         let out = self.dir.path().join("stdout");
         let err = self.dir.path().join("stderr");
         let file = |p: &PathBuf| std::fs::File::create(p).expect("an output file");
@@ -105,6 +110,7 @@ impl Sut {
             .arg("--root")
             .arg(self.dir.path().join("root"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file(&out))
             .stderr(file(&err))
@@ -127,8 +133,18 @@ impl Sut {
             Transition::Kill(_) => vec!["kill", &id, "KILL"],
             Transition::Delete(_) => vec!["delete", &id],
             Transition::ForceDelete(_) => vec!["delete", "--force", &id],
+            Transition::CreateFault(..) => vec!["create", "--bundle", &bundle, &id],
         };
-        let (ok, _, err) = self.runc(&args);
+        let fault = match t {
+            Transition::CreateFault(_, point) => format!("{point}:fail"),
+            _ => String::new(),
+        };
+        let env: Vec<(&str, &str)> = if fault.is_empty() {
+            vec![]
+        } else {
+            vec![(berth::fault::VAR, fault.as_str())]
+        };
+        let (ok, _, err) = self.runc_with(&args, &env);
         if ok {
             if let Transition::Create(name) = t {
                 let pid = self.pid(&id);
@@ -139,7 +155,9 @@ impl Sut {
             return Outcome::Ok;
         }
         let err = err.trim().to_string();
-        if err.contains("already exists") {
+        if err.contains("injected fault") {
+            Outcome::Fault
+        } else if err.contains("already exists") {
             Outcome::Exists
         } else if err.contains("does not exist") {
             Outcome::NotFound

@@ -17,6 +17,9 @@ pub enum Transition {
     Delete(String),
     /// `delete --force ID`
     ForceDelete(String),
+    /// `create` failing at an injected fault (`BERTH_FAULT=POINT:fail`):
+    /// nothing may be left of it.
+    CreateFault(String, &'static str),
 }
 
 impl Transition {
@@ -29,7 +32,8 @@ impl Transition {
             | Transition::Resume(id)
             | Transition::Kill(id)
             | Transition::Delete(id)
-            | Transition::ForceDelete(id) => id,
+            | Transition::ForceDelete(id)
+            | Transition::CreateFault(id, _) => id,
         }
     }
 }
@@ -45,6 +49,8 @@ pub enum Outcome {
     NotFound,
     /// Refused in this status ("created", "running", "paused", "stopped").
     BadState(String),
+    /// The injected fault, and nothing left of the failed create.
+    Fault,
     /// Anything else (the runtime's message): never expected.
     Other(String),
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_model::namespaces::{Flags, Kind, Namespaces, Pid, Refusal};
+use berth_model::namespaces::{Flags, Kind, Namespaces, NsId, Pid, Refusal};
 use proptest::prelude::*;
 use proptest_state_machine::ReferenceStateMachine;
 
@@ -32,6 +32,11 @@ pub struct NsState {
     /// Containers not yet stopped (their processes may have died with a pid
     /// namespace they joined).
     pub containers: BTreeMap<String, Ctr>,
+    /// Cgroup namespaces a container made (its cgroup is their root).
+    pub made_cgroup_ns: BTreeMap<NsId, String>,
+    /// Cgroup namespaces whose root cgroup is gone: the container that made
+    /// them (its cgroup was their root) was removed.
+    pub rootless: BTreeSet<NsId>,
     /// What the last step must have come to.
     pub last: Option<Outcome>,
 }
@@ -44,6 +49,18 @@ impl NsState {
     pub fn alive(&self, pid: Pid) -> bool {
         self.model.processes().any(|(p, _)| p == pid)
     }
+}
+
+/// A cgroup namespace whose root cgroup is gone, among those `ns` joins.
+fn joins_rootless(s: &NsState, ns: &[(Kind, Source)]) -> bool {
+    ns.iter().any(|(k, src)| match src {
+        Source::Join(o) if *k == Kind::Cgroup => s
+            .containers
+            .get(o)
+            .and_then(|c| s.model.ns_of(c.init, Kind::Cgroup).ok())
+            .is_some_and(|id| s.rootless.contains(&id)),
+        _ => false,
+    })
 }
 
 fn run(s: &mut NsState, name: &str, ns: &[(Kind, Source)]) -> Result<Ctr, Refusal> {
@@ -78,7 +95,23 @@ fn run(s: &mut NsState, name: &str, ns: &[(Kind, Source)]) -> Result<Ctr, Refusa
 /// Applies `t` to the model; returns the outcome it must have.
 pub fn step(s: &mut NsState, t: &Transition) -> Outcome {
     let r = match t {
+        // The namespaces are joined (their processes live), then the init
+        // cannot mount cgroupfs in a namespace rooted at a removed cgroup.
+        Transition::Run { name, ns } if joins_rootless(s, ns) => {
+            let mut trial = s.clone();
+            return match run(&mut trial, name, ns) {
+                Ok(_) => Outcome::CgroupRootGone,
+                Err(Refusal::NoSuchProcess(_)) => Outcome::NoSuchProcess,
+                Err(e) => Outcome::Other(format!("model: {e}")),
+            };
+        }
         Transition::Run { name, ns } => run(s, name, ns).map(|c| {
+            let own = ns
+                .iter()
+                .any(|(k, src)| *k == Kind::Cgroup && *src == Source::New);
+            if own && let Ok(id) = s.model.ns_of(c.init, Kind::Cgroup) {
+                s.made_cgroup_ns.insert(id, name.clone());
+            }
             s.containers.insert(name.clone(), c);
         }),
         Transition::Exec(name) => {
@@ -90,8 +123,14 @@ pub fn step(s: &mut NsState, t: &Transition) -> Outcome {
             })
         }
         Transition::Stop(name) => {
-            // berth-runc kills every process of the container.
+            // berth-runc kills every process of the container and removes
+            // its cgroup: a cgroup namespace it made loses its root.
             if let Some(c) = s.containers.remove(name) {
+                if let Ok(id) = s.model.ns_of(c.init, Kind::Cgroup)
+                    && s.made_cgroup_ns.get(&id) == Some(name)
+                {
+                    s.rootless.insert(id);
+                }
                 for p in std::iter::once(c.init).chain(c.execs) {
                     if s.alive(p) {
                         let _ = s.model.exit(p);
@@ -116,6 +155,8 @@ impl ReferenceStateMachine for NsRef {
         Just(NsState {
             model: Namespaces::new(),
             containers: BTreeMap::new(),
+            made_cgroup_ns: BTreeMap::new(),
+            rootless: BTreeSet::new(),
             last: None,
         })
         .boxed()

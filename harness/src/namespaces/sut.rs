@@ -99,8 +99,11 @@ impl Sut {
                     // Nothing may be left of a refused run.
                     let _ = self.runc.runc(&["delete", "--force", &id]);
                     let err = err.trim().to_string();
-                    return if err.contains("No such file") || err.contains("ENOENT") {
+                    // berth-runc names the namespace path that is gone.
+                    return if err.contains("/ns/") && err.contains("does not exist") {
                         Outcome::NoSuchProcess
+                    } else if err.contains("mounting cgroups") && err.contains("ENOENT") {
+                        Outcome::CgroupRootGone
                     } else {
                         Outcome::Other(err)
                     };

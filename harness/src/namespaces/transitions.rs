@@ -37,6 +37,9 @@ pub enum Outcome {
     Ok,
     /// A namespace to join belongs to a process that is gone.
     NoSuchProcess,
+    /// The cgroup namespace to join has lost its root cgroup (the container
+    /// that made it was removed): the new container cannot mount cgroupfs.
+    CgroupRootGone,
     /// Anything else: never expected.
     Other(String),
 }

@@ -56,7 +56,9 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
             network,
             ip,
             port,
+            fault,
         } => {
+            let before = m.clone();
             // Addresses first, then the port (a refused port undoes the run).
             let mut r = m.run(container, Mode::Bridge, Some(network), *ip);
             if r.is_ok()
@@ -66,6 +68,12 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
                 if r.is_err() {
                     let _ = m.remove_container(container);
                 }
+            }
+            if r.is_ok() && fault.is_some() {
+                // A run that fails (after its addresses are recorded, or
+                // after its veth is made) changes nothing.
+                *m = before;
+                return Outcome::Fault;
             }
             if r.is_ok() {
                 s.running.insert(container.clone());

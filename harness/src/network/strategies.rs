@@ -108,13 +108,18 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
                     ip_on(&st, &network),
                     prop::option::weighted(0.4, port()),
                     Just(network),
+                    prop::option::weighted(
+                        0.15,
+                        prop::sample::select(vec!["network.after-reserve", "network.after-veth"]),
+                    ),
                 )
             })
-            .prop_map(|(container, ip, port, network)| Transition::Run {
+            .prop_map(|(container, ip, port, network, fault)| Transition::Run {
                 container,
                 network,
                 ip,
                 port,
+                fault,
             });
         arms.push((4, run.boxed()));
     }

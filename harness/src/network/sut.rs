@@ -42,6 +42,7 @@ pub fn outcome(e: &Error) -> Outcome {
         Error::Connected { .. } => Outcome::AlreadyConnected,
         Error::NotConnected { .. } => Outcome::NotConnected,
         Error::PortInUse { .. } => Outcome::PortInUse,
+        Error::Fault(_) => Outcome::Fault,
         other => Outcome::Other(other.to_string()),
     }
 }
@@ -171,17 +172,20 @@ impl Sut {
                 network,
                 ip,
                 port,
+                fault,
             } => {
                 let pid = self.spawn(container);
                 let hosts = self.hosts_file(container);
                 let nets = [network.clone()];
                 let ports: Vec<PortSpec> = port.iter().map(spec).collect();
                 let a = Self::attach(container, &nets, *ip, &ports, &hosts);
+                berth::fault::arm(*fault);
                 let r = self
                     .nets
                     .reserve(&a)
                     .map(|_| ())
                     .and_then(|()| self.nets.plumb(container, pid));
+                berth::fault::arm(None);
                 if r.is_err() {
                     // As the engine: a container that cannot start gives back all.
                     let _ = self.nets.release(container, true);

@@ -31,6 +31,9 @@ pub enum Transition {
         ip: Option<Ipv4Addr>,
         /// `-p`
         port: Option<Port>,
+        /// A fault injected at this step of the run ([`berth::fault`]): the
+        /// run fails and must leave nothing.
+        fault: Option<&'static str>,
     },
     /// `network connect [--ip] NET CONTAINER` of a running container.
     Connect {
@@ -89,6 +92,8 @@ pub enum Outcome {
     NotConnected,
     /// The host port is published already.
     PortInUse,
+    /// The injected fault (and nothing left of the failed run).
+    Fault,
     /// Anything else (the runtime's message): never expected.
     Other(String),
 }

@@ -50,6 +50,8 @@ pub fn step(s: &mut UnionState, t: &Transition) -> Outcome {
         Transition::Remove { path } => c.remove(path),
         Transition::Rmdir { path } => c.rmdir(path),
         Transition::Rename { from, to } => c.rename(from, to),
+        // A failed operation changes nothing.
+        Transition::CommitFault(_) => return Outcome::Fault,
         Transition::Commit => {
             // The committed image is what the container saw; a new container
             // starts on it with nothing in its upper layer.

@@ -121,6 +121,8 @@ pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
         2 => p().prop_map(|path| Transition::Rmdir { path }),
         2 => (p(), p()).prop_map(|(from, to)| Transition::Rename { from, to }),
         1 => Just(Transition::Commit),
+        1 => prop::sample::select(vec!["commit.after-blob", "commit.after-unpack"])
+            .prop_map(Transition::CommitFault),
     ]
     .boxed()
 }

@@ -197,7 +197,9 @@ impl Sut {
                 let (d2, n2) = self.parent(to)?;
                 renameat(d1.as_fd(), n1, d2.as_fd(), n2)
             }
-            Transition::Commit => unreachable!("not a file operation"),
+            Transition::Commit | Transition::CommitFault(_) => {
+                unreachable!("not a file operation")
+            }
         }
     }
 
@@ -236,8 +238,68 @@ impl Sut {
                 Ok(()) => Outcome::Ok,
                 Err(e) => Outcome::Other(e),
             },
+            Transition::CommitFault(point) => {
+                let before = self.store_listing();
+                berth::fault::arm(Some(point));
+                let r = commit(&self.store, &self.snapshot, None, &CommitOptions::default());
+                berth::fault::arm(None);
+                match r {
+                    Ok(_) => Outcome::Other(format!("commit went through the fault at {point}")),
+                    Err(e) if !e.to_string().contains("injected fault") => {
+                        Outcome::Other(format!("commit: {e}"))
+                    }
+                    Err(_) => {
+                        let after = self.store_listing();
+                        let left: Vec<&String> = after.difference(&before).collect();
+                        let gone: Vec<&String> = before.difference(&after).collect();
+                        if left.is_empty() && gone.is_empty() {
+                            Outcome::Fault
+                        } else {
+                            Outcome::Other(format!(
+                                "the failed commit left {left:?} and took {gone:?}"
+                            ))
+                        }
+                    }
+                }
+            }
             _ => done(self.op(t)),
         }
+    }
+
+    /// Every file and directory of the image store (but its lock), and the
+    /// images its database records: what a failed operation must leave as
+    /// it was.
+    pub fn store_listing(&self) -> std::collections::BTreeSet<String> {
+        fn walk(dir: &Path, rel: &str, out: &mut std::collections::BTreeSet<String>) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let r = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                // The layers' own content and the containers' layers are
+                // not the store's bookkeeping: their top directories are.
+                let deep = r.starts_with("layers/") && r.matches('/').count() > 1
+                    || r.starts_with("snapshots/");
+                if deep || r == "lock" {
+                    continue;
+                }
+                out.insert(r.clone());
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path(), &r, out);
+                }
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        walk(&self.dir.path().join("root"), "", &mut out);
+        if let Ok(db) = self.store.db() {
+            out.extend(db.images.keys().map(|id| format!("image {id}")));
+        }
+        out
     }
 
     /// Unmounts and removes what the case made; returns what could not be.

@@ -58,6 +58,10 @@ pub enum Transition {
     /// `berth commit`, then the container is replaced by a new one made from
     /// the committed image (its root mounted afresh from the layer store).
     Commit,
+    /// `berth commit` failing at an injected fault (`commit.after-blob`,
+    /// `commit.after-unpack`): the container goes on, the image store is as
+    /// it was.
+    CommitFault(&'static str),
 }
 
 impl Transition {
@@ -72,7 +76,7 @@ impl Transition {
             | Transition::Remove { path }
             | Transition::Rmdir { path } => vec![path],
             Transition::Rename { from, to } => vec![from, to],
-            Transition::Commit => vec![],
+            Transition::Commit | Transition::CommitFault(_) => vec![],
         }
     }
 }
@@ -96,6 +100,8 @@ pub enum Outcome {
     CrossDevice,
     /// EINVAL (a directory moved into itself).
     Invalid,
+    /// The injected fault, and nothing left of the failed operation.
+    Fault,
     /// Anything else: never expected.
     Other(String),
 }

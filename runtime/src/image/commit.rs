@@ -52,9 +52,11 @@ pub fn commit(
         let w = lock.blob_writer()?;
         let (w, _) = write_tree(&snapshot.upper(), Flavor::Layer, w)?;
         let (blob, size) = w.commit(None)?;
+        fault("commit.after-blob")?;
         let u = store
             .layers()
             .unpack(Some(&blob), store.open_blob(&blob)?)?;
+        fault("commit.after-unpack")?;
 
         let now = crate::oci::time::now_rfc3339_nanos();
         let mut history = json!({"created": now, "created_by": "berth commit"});
@@ -88,5 +90,12 @@ pub fn commit(
             unpacked_size: u.content_size,
         });
         add_image(lock, &config, layers, tag)
+    })
+}
+
+/// A fault a test injected at `name` ([`crate::fault`]).
+fn fault(name: &str) -> Result<()> {
+    crate::fault::hit(name).map_or(Ok(()), |m| {
+        Err(Error::Layer(crate::layers::Error::Other(m)))
     })
 }

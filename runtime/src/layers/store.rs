@@ -122,7 +122,17 @@ impl LayerStore {
                 });
             }
             let dest = self.path(&u.diff_id);
-            match fs::rename(&tmp, &dest) {
+            // Never over what is there: a plain rename replaces an empty
+            // directory, and an empty layer in use by a mounted container
+            // would be swapped from under it (berth-harness's union machine
+            // saw a failed commit of an unchanged container do that).
+            match nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &tmp,
+                nix::fcntl::AT_FDCWD,
+                &dest,
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            ) {
                 Ok(()) => Ok(u),
                 // There already (an import of content some image has): the same tree.
                 Err(_) if dest.is_dir() => {
@@ -132,7 +142,7 @@ impl LayerStore {
                 Err(e) => Err(Error::Io {
                     what: "renaming into place",
                     path: dest,
-                    source: e,
+                    source: e.into(),
                 }),
             }
         })();
@@ -201,4 +211,31 @@ pub fn content_size(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn unpacking_a_layer_that_is_there_leaves_its_directory_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LayerStore::open(dir.path()).expect("store");
+        // An empty layer: its directory is empty, which a plain rename replaces.
+        let empty = tar::Builder::new(Vec::new()).into_inner().expect("tar");
+        let first = store.unpack(None, &empty[..]).expect("first unpack");
+        let ino = fs::metadata(store.path(&first.diff_id))
+            .expect("layer")
+            .ino();
+        let again = store.unpack(None, &empty[..]).expect("second unpack");
+        assert_eq!(first.diff_id, again.diff_id);
+        assert_eq!(
+            fs::metadata(store.path(&again.diff_id))
+                .expect("layer")
+                .ino(),
+            ino,
+            "the directory a mounted container may use is the same one"
+        );
+    }
 }

@@ -135,6 +135,9 @@ pub enum Error {
     /// `nft` refused the rules (or is missing).
     #[error("nftables: {0}")]
     Nft(String),
+    /// A fault injected by a test ([`crate::fault`]).
+    #[error("{0}")]
+    Fault(String),
     /// A file operation failed.
     #[error("{what} {path}: {source}")]
     Io {

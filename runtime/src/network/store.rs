@@ -377,7 +377,9 @@ impl Networks {
         self.save(&s)?;
         // The table changes only with ports (a new network applied it already).
         let ported = stale_ports || s.ports.iter().any(|p| p.container == a.container);
-        let applied = if ported { self.apply(&s) } else { Ok(()) }
+        let applied = crate::fault::hit("network.after-reserve")
+            .map_or(Ok(()), |m| Err(Error::Fault(m)))
+            .and_then(|()| if ported { self.apply(&s) } else { Ok(()) })
             .and_then(|()| refresh_hosts(&s, a.networks));
         if let Err(e) = applied {
             drop(_l);
@@ -403,6 +405,9 @@ impl Networks {
                 gateway: (e.ifname == "eth0").then_some(n.gateway),
                 mac: e.mac,
             })?;
+            if let Some(m) = crate::fault::hit("network.after-veth") {
+                return Err(Error::Fault(m));
+            }
         }
         Ok(())
     }

@@ -199,6 +199,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         cgroup: cgroup.clone(),
     };
     dir.save(&st)?;
+    crate::fault::point("create.after-state")?;
     // Later commands (exec, delete's poststop hooks) need the config as it was.
     let config = serde_json::to_vec(spec).map_err(|e| Error::Other(e.to_string()))?;
     state::write_atomic(&dir.dir().join("config.json"), &config)?;
@@ -233,10 +234,12 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let pid = talk_to_stage1(&parent_end, stage1, &linux)?;
     let _ = waitpid(Pid::from_raw(stage1), None);
     undo.pids = vec![pid];
+    crate::fault::point("create.after-clone")?;
 
     let cg = cgroups::manager(&cgroup);
     cg.create()?;
     cg.add(pid)?;
+    crate::fault::point("create.after-cgroup")?;
     let mut resources = linux.resources().clone().unwrap_or_default();
     {
         let mut rules = resources.devices().clone().unwrap_or_default();
@@ -247,6 +250,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         resources.set_devices(Some(rules));
     }
     cg.set(&resources)?;
+    crate::fault::point("create.after-limits")?;
 
     parent_end.send(&Message::Proceed(pid))?;
     st.pid = pid;

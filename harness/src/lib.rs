@@ -36,7 +36,7 @@ pub fn diff<T: Debug + Ord>(what: &str, want: &BTreeSet<T>, got: &BTreeSet<T>) -
 }
 
 /// Cases per machine: `BERTH_HARNESS_CASES`, or `default` (CI keeps it small;
-/// a soak run sets it high).
+/// `cargo xtask vm-test --soak` repeats batches of them for a time instead).
 pub fn cases(default: u32) -> u32 {
     std::env::var("BERTH_HARNESS_CASES")
         .ok()
@@ -110,15 +110,28 @@ where
         let path = leak(f.path().display().to_string());
         config.failure_persistence = Some(Box::new(FileFailurePersistence::Direct(path)));
     }
+    // Soak: batches of new cases until this machine's share of the time is up.
+    let soak = std::env::var("BERTH_HARNESS_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| replay.is_none());
     let started = std::time::Instant::now();
-    let mut runner = TestRunner::new(config.clone());
-    let result = runner.run(
-        &R::sequential_strategy(steps),
-        |(init, transitions, seen)| {
-            M::test_sequential(config.clone(), init, transitions, seen);
-            Ok(())
-        },
-    );
+    let mut ran = 0u32;
+    let result = loop {
+        let mut runner = TestRunner::new(config.clone());
+        let r = runner.run(
+            &R::sequential_strategy(steps.clone()),
+            |(init, transitions, seen)| {
+                M::test_sequential(config.clone(), init, transitions, seen);
+                Ok(())
+            },
+        );
+        ran += config.cases;
+        match soak {
+            Some(secs) if r.is_ok() && started.elapsed().as_secs() < secs => continue,
+            _ => break r,
+        }
+    };
     if let Err(e) = result {
         if let Some(seed) = std::fs::read_to_string(store)
             .ok()
@@ -133,7 +146,7 @@ where
         if replay.is_some() {
             "the replayed cases".to_string()
         } else {
-            format!("{} cases", config.cases)
+            format!("{ran} cases")
         },
         started.elapsed().as_secs_f64()
     );

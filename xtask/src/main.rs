@@ -56,6 +56,10 @@ enum Cmd {
         /// Wall-clock limit per VM, in seconds.
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
+        /// Soak: only the harness's machines, each drawing new cases for its
+        /// share of this time (`30m`, `2h`, `900s`), in every VM.
+        #[arg(long, value_parser = parse_duration)]
+        soak: Option<u64>,
     },
     /// Run again the harness cases of a regressions file or of seeds, in a
     /// cgroup v2 VM or with --host on this machine.
@@ -110,6 +114,34 @@ fn main() -> Result<()> {
             keep,
             jobs,
             timeout,
+            soak: Some(secs),
+        } => {
+            let share = (secs / MACHINES.len() as u64).max(1);
+            println!(
+                "soak: {} machines, {share} s each, in each VM",
+                MACHINES.len()
+            );
+            // SAFETY: set before any thread of this process starts.
+            unsafe { std::env::set_var("BERTH_HARNESS_SOAK_SECS", share.to_string()) };
+            let _ = bins;
+            vm::vm_test(vm::Options {
+                filter,
+                bins: MACHINES.iter().map(|s| s.to_string()).collect(),
+                cgroup,
+                keep,
+                jobs,
+                // Each machine may finish its last batch after its share.
+                timeout: timeout.max(secs + 900),
+            })
+        }
+        Cmd::VmTest {
+            filter,
+            bins,
+            cgroup,
+            keep,
+            jobs,
+            timeout,
+            soak: None,
         } => vm::vm_test(vm::Options {
             filter,
             bins,
@@ -335,6 +367,23 @@ fn bench(filter: Option<String>) -> Result<()> {
         c.args(["--", &f]);
     }
     run(c.env("BERTH_RUNC", root().join("target/release/berth-runc")))
+}
+
+/// `30m`, `2h`, `900s` or `900` as seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?}: use e.g. 30m, 2h or 900s"))?;
+    match unit {
+        "s" => Ok(n),
+        "m" => Ok(n * 60),
+        "h" => Ok(n * 3600),
+        _ => Err(format!("duration {s:?}: the unit is s, m or h")),
+    }
 }
 
 /// The harness's machines: each one's test target and regressions file name.

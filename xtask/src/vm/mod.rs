@@ -218,7 +218,11 @@ fn boot(
         }
     }
     // The kernel hands unknown KEY=VALUE words to init as its environment.
-    for var in ["BERTH_HARNESS_REPLAY", "BERTH_HARNESS_CASES"] {
+    for var in [
+        "BERTH_HARNESS_REPLAY",
+        "BERTH_HARNESS_CASES",
+        "BERTH_HARNESS_SOAK_SECS",
+    ] {
         if let Ok(v) = std::env::var(var)
             && !v.is_empty()
             && !v.contains(char::is_whitespace)

@@ -141,8 +141,10 @@ where
         }
         panic!("{e}");
     }
-    eprintln!(
-        "{name} machine: {} in {:.1} s",
+    // Straight to fd 2, past libtest's capture: CI's log and the VM's console
+    // show how many cases each machine ran, and for how long.
+    let line = format!(
+        "{name} machine: {} in {:.1} s\n",
         if replay.is_some() {
             "the replayed cases".to_string()
         } else {
@@ -150,4 +152,5 @@ where
         },
         started.elapsed().as_secs_f64()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }

@@ -178,7 +178,7 @@ impl Sut {
     pub fn clean(&mut self) -> Vec<String> {
         let m = self.manager("");
         let _ = m.thaw();
-        for rel in ["a/b/c", "a/b", "a", "d"] {
+        for rel in super::strategies::PATHS {
             let _ = self.manager(rel).thaw();
         }
         for n in self.procs.keys().copied().collect::<Vec<_>>() {

@@ -32,9 +32,10 @@ fn kernel_problems(sut: &Sut, name: &str, want: Status, l: &Listed) -> Vec<Strin
         ));
     }
     if live {
+        // The user's program once started, berth's init before (a paused
+        // container may be either).
         let prog = observe::program(l.pid);
-        let started = want == Status::Running || (want == Status::Paused && prog == "busybox");
-        if (prog == "busybox") != started && want != Status::Paused {
+        if want != Status::Paused && (prog == "busybox") != (want == Status::Running) {
             p.push(format!(
                 "{name}: its init runs {prog:?} while {} (the user's program is busybox)",
                 status_name(want)

@@ -63,7 +63,7 @@ fn joins_rootless(s: &NsState, ns: &[(Kind, Source)]) -> bool {
     })
 }
 
-fn run(s: &mut NsState, name: &str, ns: &[(Kind, Source)]) -> Result<Ctr, Refusal> {
+fn run(s: &mut NsState, ns: &[(Kind, Source)]) -> Result<Ctr, Refusal> {
     let m = &mut s.model;
     let mid = m.spawn(HOST, &Flags::new())?;
     let mut new: Flags = [Kind::Mnt].into();
@@ -85,7 +85,6 @@ fn run(s: &mut NsState, name: &str, ns: &[(Kind, Source)]) -> Result<Ctr, Refusa
     }
     let made = result.and_then(|()| m.spawn(mid, &new));
     m.exit(mid)?;
-    let _ = name;
     made.map(|init| Ctr {
         init,
         execs: Vec::new(),
@@ -99,13 +98,13 @@ pub fn step(s: &mut NsState, t: &Transition) -> Outcome {
         // cannot mount cgroupfs in a namespace rooted at a removed cgroup.
         Transition::Run { name, ns } if joins_rootless(s, ns) => {
             let mut trial = s.clone();
-            return match run(&mut trial, name, ns) {
+            return match run(&mut trial, ns) {
                 Ok(_) => Outcome::CgroupRootGone,
                 Err(Refusal::NoSuchProcess(_)) => Outcome::NoSuchProcess,
                 Err(e) => Outcome::Other(format!("model: {e}")),
             };
         }
-        Transition::Run { name, ns } => run(s, name, ns).map(|c| {
+        Transition::Run { name, ns } => run(s, ns).map(|c| {
             let own = ns
                 .iter()
                 .any(|(k, src)| *k == Kind::Cgroup && *src == Source::New);

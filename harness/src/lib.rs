@@ -35,6 +35,21 @@ pub fn diff<T: Debug + Ord>(what: &str, want: &BTreeSet<T>, got: &BTreeSet<T>) -
     ))
 }
 
+/// The differences `problems` finds, looked at again every 50 ms for up to
+/// `secs` seconds while there are any: the kernel may finish a freeze, an exit
+/// or a veth's removal after the command returned. Nothing is asserted about
+/// the time.
+pub fn settle(secs: u64, mut problems: impl FnMut() -> Vec<String>) -> Vec<String> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let p = problems();
+        if p.is_empty() || std::time::Instant::now() >= until {
+            return p;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Cases per machine: `BERTH_HARNESS_CASES`, or `default` (CI keeps it small;
 /// `cargo xtask vm-test --soak` repeats batches of them for a time instead).
 pub fn cases(default: u32) -> u32 {

@@ -109,47 +109,34 @@ fn main() -> Result<()> {
         } => replay(&what, machine, host),
         Cmd::VmTest {
             filter,
-            bins,
+            mut bins,
             cgroup,
             keep,
             jobs,
-            timeout,
-            soak: Some(secs),
+            mut timeout,
+            soak,
         } => {
-            let share = (secs / MACHINES.len() as u64).max(1);
-            println!(
-                "soak: {} machines, {share} s each, in each VM",
-                MACHINES.len()
-            );
-            // SAFETY: set before any thread of this process starts.
-            unsafe { std::env::set_var("BERTH_HARNESS_SOAK_SECS", share.to_string()) };
-            let _ = bins;
+            if let Some(secs) = soak {
+                let share = (secs / MACHINES.len() as u64).max(1);
+                println!(
+                    "soak: {} machines, {share} s each, in each VM",
+                    MACHINES.len()
+                );
+                // SAFETY: set before any thread of this process starts.
+                unsafe { std::env::set_var("BERTH_HARNESS_SOAK_SECS", share.to_string()) };
+                bins = MACHINES.iter().map(|s| s.to_string()).collect();
+                // Each machine may finish its last batch after its share.
+                timeout = timeout.max(secs + 900);
+            }
             vm::vm_test(vm::Options {
                 filter,
-                bins: MACHINES.iter().map(|s| s.to_string()).collect(),
+                bins,
                 cgroup,
                 keep,
                 jobs,
-                // Each machine may finish its last batch after its share.
-                timeout: timeout.max(secs + 900),
+                timeout,
             })
         }
-        Cmd::VmTest {
-            filter,
-            bins,
-            cgroup,
-            keep,
-            jobs,
-            timeout,
-            soak: None,
-        } => vm::vm_test(vm::Options {
-            filter,
-            bins,
-            cgroup,
-            keep,
-            jobs,
-            timeout,
-        }),
     }
 }
 

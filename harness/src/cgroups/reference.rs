@@ -67,15 +67,7 @@ fn ancestors(path: &str) -> Vec<String> {
 
 /// berth's `create`: `mkdir -p`, then (v2) controllers enabled top down.
 fn make(h: &mut Hierarchy, path: &str) -> Result<(), Refusal> {
-    let mut acc = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        acc.push('/');
-        acc.push_str(part);
-        match h.mkdir(&acc) {
-            Ok(()) | Err(Refusal::Exists(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    h.mkdir_all(path)?;
     if h.v2 {
         for a in ancestors(path) {
             let want: Vec<Controller> = WANTED

@@ -1,7 +1,6 @@
 //! The comparisons after each step, with diffs a person can read.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use berth_model::lifecycle::Status;
 
@@ -127,12 +126,7 @@ fn problems(sut: &Sut, r: &LifeState) -> Vec<String> {
 /// berth-runc and the kernel agree with the model. A freeze or an exit the
 /// kernel completes after the command returned is waited for (up to 10 s).
 pub fn state(sut: &Sut, r: &LifeState) {
-    let started = Instant::now();
-    let mut p = problems(sut, r);
-    while !p.is_empty() && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-        p = problems(sut, r);
-    }
+    let p = crate::settle(10, || problems(sut, r));
     assert!(
         p.is_empty(),
         "after {:?} the runtime differs from the model:\n  {}",

@@ -1,7 +1,6 @@
 //! The comparisons after each step, with diffs a person can read.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use berth_model::namespaces::{Kind, NsId, Pid};
 
@@ -127,12 +126,7 @@ fn problems(sut: &Sut, r: &NsState) -> Vec<String> {
 /// The kernel agrees with the model. An exit the kernel completes after the
 /// command returned is waited for (up to 10 s).
 pub fn state(sut: &Sut, r: &NsState) {
-    let started = Instant::now();
-    let mut p = problems(sut, r);
-    while !p.is_empty() && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(50));
-        p = problems(sut, r);
-    }
+    let p = crate::settle(10, || problems(sut, r));
     assert!(
         p.is_empty(),
         "after {:?} the runtime differs from the model:\n  {}",

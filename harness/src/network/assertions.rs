@@ -199,22 +199,14 @@ pub fn state(sut: &Sut, r: &RefState) {
         sut.step,
         Some(Transition::Stop { .. } | Transition::Crash { .. })
     );
-    let until = Instant::now() + Duration::from_secs(if settling { 10 } else { 0 });
-    loop {
-        let d = differences(sut, r);
-        if d.is_empty() {
-            return;
-        }
-        if Instant::now() >= until {
-            panic!(
-                "after {:?} ({:?}) the runtime differs from the model:\n  {}",
-                sut.step,
-                sut.last,
-                d.join("\n  ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let d = crate::settle(if settling { 10 } else { 0 }, || differences(sut, r));
+    assert!(
+        d.is_empty(),
+        "after {:?} ({:?}) the runtime differs from the model:\n  {}",
+        sut.step,
+        sut.last,
+        d.join("\n  ")
+    );
 }
 
 /// After the case's clean-up: no link, no table, no ip_forward record.

@@ -163,16 +163,8 @@ impl Layout {
     /// what the runtime does for a container's cgroupsPath.
     pub fn place(&mut self, pid: Pid, path: &str) -> Result<(), Refusal> {
         for h in &mut self.hierarchies {
-            let mut acc = String::new();
-            for part in path.split('/').filter(|p| !p.is_empty()) {
-                acc.push('/');
-                acc.push_str(part);
-                match h.mkdir(&acc) {
-                    Ok(()) | Err(Refusal::Exists(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            h.attach(pid, if acc.is_empty() { "/" } else { &acc })?;
+            let at = h.mkdir_all(path)?;
+            h.attach(pid, &at)?;
         }
         Ok(())
     }
@@ -255,6 +247,21 @@ impl Hierarchy {
         }
         self.cgroups.insert(path.into(), Cgroup::default());
         Ok(())
+    }
+
+    /// `mkdir -p`: every missing cgroup on the way to `path`; returns the
+    /// path in canonical form ("/" for the root).
+    pub fn mkdir_all(&mut self, path: &str) -> Result<String, Refusal> {
+        let mut acc = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            acc.push('/');
+            acc.push_str(part);
+            match self.mkdir(&acc) {
+                Ok(()) | Err(Refusal::Exists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(if acc.is_empty() { "/".into() } else { acc })
     }
 
     /// `rmdir`: only an empty leaf.

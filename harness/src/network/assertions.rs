@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use berth_model::network::{Kernel, mac_for};
 
 use super::observe::{self, Observed};
+use super::reach;
 use super::reference::RefState;
 use super::strategies::{CONTAINERS, NETWORKS, container};
 use super::sut::Sut;
@@ -184,6 +185,20 @@ pub fn differences(sut: &Sut, r: &RefState) -> Vec<String> {
                 }
             }
             Err(e) => out.push(format!("inside {c}: {e}")),
+        }
+    }
+    // Real connections, after a step that changed something (a refused one
+    // changed nothing, and the rest above shows it).
+    if sut.last == Some(Outcome::Ok) {
+        let probes = reach::probes(r);
+        let want = reach::expected(r, &probes);
+        let patience = |p: &reach::Probe| match want.get(p) {
+            Some(Some(_)) => reach::ANSWER_WITHIN,
+            _ => reach::DROPPED_AFTER,
+        };
+        match reach::observe(&probes, patience, &sut.pids(), &sut.listeners) {
+            Ok(got) => out.extend(reach::differences(&want, &got)),
+            Err(e) => out.push(e),
         }
     }
     out

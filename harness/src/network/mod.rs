@@ -9,10 +9,13 @@
 //! addresses (netlink, in a network namespace private to the case), the
 //! masquerade and DNAT rules of berth's nftables table, the leases in berth's
 //! state, each container's own interfaces (address, prefix, MAC) seen from
-//! inside its namespace, and that no other link or nftables table exists.
+//! inside its namespace, and that no other link or nftables table exists; and
+//! after every step that changed something, real TCP reachability between
+//! the containers and to the published ports ([`reach`]).
 
 pub mod assertions;
 pub mod observe;
+pub mod reach;
 pub mod reference;
 pub mod strategies;
 pub mod sut;

@@ -3,6 +3,7 @@
 //! network namespaces of their own.
 
 use std::collections::BTreeMap;
+use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,9 +12,9 @@ use berth::network::{Attach, Error, Networks, PortSpec, Proto};
 use berth_model::network::Port;
 use proptest_state_machine::StateMachineTest;
 
-use super::assertions;
 use super::reference::{NetRef, RefState};
 use super::transitions::{Outcome, Transition};
+use super::{assertions, reach};
 
 /// The system under test.
 pub struct Sut {
@@ -22,6 +23,10 @@ pub struct Sut {
     pub nets: Networks,
     /// The containers' processes.
     pub procs: BTreeMap<String, Child>,
+    /// Each container's listener on [`reach::LISTEN_PORT`], inside its
+    /// namespace (dropped before the container ends, so that it does not keep
+    /// the namespace alive).
+    pub listeners: BTreeMap<String, TcpListener>,
     /// What the last step came to.
     pub last: Option<Outcome>,
     /// The last step.
@@ -83,6 +88,7 @@ impl Sut {
             dir,
             nets,
             procs: BTreeMap::new(),
+            listeners: BTreeMap::new(),
             last: None,
             step: None,
         }
@@ -145,10 +151,21 @@ impl Sut {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         self.procs.insert(container.to_string(), child);
+        let l = reach::listen_in(pid).expect("a listener in the container");
+        self.listeners.insert(container.to_string(), l);
         pid
     }
 
+    /// Each running container's process.
+    pub fn pids(&self) -> BTreeMap<String, i32> {
+        self.procs
+            .iter()
+            .map(|(c, p)| (c.clone(), p.id() as i32))
+            .collect()
+    }
+
     fn end(&mut self, container: &str) {
+        self.listeners.remove(container);
         if let Some(mut c) = self.procs.remove(container) {
             let _ = c.kill();
             let _ = c.wait();

@@ -197,6 +197,71 @@ impl Networks {
         Ok(())
     }
 
+    /// Where a TCP connection to `dst:port` lands: the container and the port
+    /// it is delivered to, or `None` when no container gets it (dropped,
+    /// refused, or nothing routes there). `from` is the host (`None`) or a
+    /// container's network namespace (a `container:` mode container is its
+    /// owner's; a host-mode one is the host). Whether something listens there
+    /// is the caller's knowledge. The rules are berth's (and Docker's):
+    /// - a container's address is reached from the host, from the container
+    ///   itself, and from containers on one of the networks it has that
+    ///   address on; a container on another network only is cut off (the
+    ///   networks are isolated from each other);
+    /// - a published TCP port is reached on the host's loopback (from the
+    ///   host) and on the gateways (from the host, and from a container on
+    ///   that gateway's network; hairpin to itself included), when its host
+    ///   address is 0.0.0.0 or that address; it goes to the publishing
+    ///   container's first endpoint, so it needs one.
+    ///
+    /// Not modelled: other host addresses from a container (they go by its
+    /// default route).
+    pub fn tcp_lands(&self, from: Option<&str>, dst: Ipv4Addr, port: u16) -> Option<(String, u16)> {
+        let from = match from {
+            None => None,
+            Some(c) => match self.containers.get(c) {
+                None => return None,
+                Some((Mode::Host, _)) => None,
+                Some((Mode::Container(owner), _)) => Some(owner.as_str()),
+                Some(_) => Some(c),
+            },
+        };
+        let on = |c: &str, network: &str| {
+            self.endpoints
+                .iter()
+                .any(|e| e.container == c && e.network == network)
+        };
+        if let Some(e) = self.endpoints.iter().find(|e| e.ip == dst) {
+            return match from {
+                None => Some((e.container.clone(), port)),
+                Some(a) if a == e.container || on(a, &e.network) => {
+                    Some((e.container.clone(), port))
+                }
+                Some(_) => None,
+            };
+        }
+        let host_address = match from {
+            None => dst.is_loopback() || self.networks.values().any(|n| n.gateway == dst),
+            Some(a) => self
+                .networks
+                .values()
+                .any(|n| n.gateway == dst && on(a, &n.name)),
+        };
+        if !host_address {
+            return None;
+        }
+        let (p, owner) = self
+            .containers
+            .iter()
+            .flat_map(|(c, (_, ports))| ports.iter().map(move |(p, _)| (p, c)))
+            .find(|(p, _)| {
+                p.proto == Proto::Tcp
+                    && p.host_port == port
+                    && (p.host_ip.is_unspecified() || p.host_ip == dst)
+            })?;
+        let ep = self.endpoints.iter().find(|e| &e.container == owner)?;
+        Some((ep.container.clone(), p.container_port))
+    }
+
     /// The endpoints.
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints

@@ -187,6 +187,97 @@ fn the_kernel_state_follows_the_model() {
     assert!(k.masquerade.contains(&Subnet::new(ip("10.9.0.0"), 29)));
 }
 
+fn lands(n: &Networks, from: Option<&str>, dst: &str, port: u16) -> Option<(String, u16)> {
+    n.tcp_lands(from, ip(dst), port)
+}
+
+#[test]
+fn tcp_reaches_the_same_network_the_host_and_published_ports_only() {
+    let mut n = small();
+    n.create("net2", "berth2", Subnet::new(ip("10.9.1.0"), 24), None)
+        .expect("create");
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run a"); // 10.9.0.2
+    n.run("b", Mode::Bridge, Some("net1"), None).expect("run b"); // 10.9.0.3
+    n.run("c", Mode::Bridge, Some("net2"), None).expect("run c"); // 10.9.1.2
+    n.run("d", Mode::Container("c".into()), None, None)
+        .expect("run d");
+    let at = |c: &str, port| Some((c.to_string(), port));
+    assert_eq!(lands(&n, None, "10.9.1.2", 80), at("c", 80));
+    assert_eq!(lands(&n, Some("a"), "10.9.0.3", 80), at("b", 80));
+    assert_eq!(lands(&n, Some("a"), "10.9.0.2", 80), at("a", 80), "itself");
+    assert_eq!(lands(&n, Some("a"), "10.9.1.2", 80), None, "isolated");
+    assert_eq!(
+        lands(&n, Some("d"), "10.9.1.2", 80),
+        at("c", 80),
+        "c's namespace"
+    );
+    assert_eq!(
+        lands(&n, None, "127.0.0.1", 8080),
+        None,
+        "nothing published"
+    );
+    let p = |host: &str, port| Port {
+        host_ip: ip(host),
+        host_port: port,
+        proto: Proto::Tcp,
+        container_port: 80,
+    };
+    n.publish("c", p("0.0.0.0", 8080)).expect("publish");
+    n.publish("b", p("127.0.0.1", 8081)).expect("publish");
+    assert_eq!(lands(&n, None, "127.0.0.1", 8080), at("c", 80));
+    assert_eq!(
+        lands(&n, None, "10.9.0.1", 8080),
+        at("c", 80),
+        "any gateway"
+    );
+    assert_eq!(
+        lands(&n, Some("a"), "10.9.0.1", 8080),
+        at("c", 80),
+        "via the host"
+    );
+    assert_eq!(
+        lands(&n, Some("c"), "10.9.1.1", 8080),
+        at("c", 80),
+        "hairpin"
+    );
+    assert_eq!(
+        lands(&n, Some("a"), "10.9.1.1", 8080),
+        None,
+        "not its gateway"
+    );
+    assert_eq!(lands(&n, None, "127.0.0.1", 8081), at("b", 80));
+    assert_eq!(lands(&n, None, "10.9.0.1", 8081), None, "loopback only");
+    assert_eq!(
+        lands(&n, Some("a"), "10.9.0.1", 8081),
+        None,
+        "loopback only"
+    );
+    n.connect("b", "net2", None).expect("connect"); // 10.9.1.3
+    assert_eq!(lands(&n, Some("c"), "10.9.1.3", 80), at("b", 80));
+    assert_eq!(
+        lands(&n, Some("c"), "10.9.0.3", 80),
+        None,
+        "b's other network"
+    );
+    n.disconnect("b", "net1").expect("disconnect");
+    assert_eq!(
+        lands(&n, None, "127.0.0.1", 8081),
+        at("b", 80),
+        "to the first endpoint left"
+    );
+    n.disconnect("b", "net2").expect("disconnect");
+    assert_eq!(lands(&n, None, "127.0.0.1", 8081), None, "no endpoint");
+    let mut u = Port {
+        proto: Proto::Udp,
+        ..p("0.0.0.0", 8082)
+    };
+    n.publish("a", u).expect("publish udp");
+    assert_eq!(lands(&n, None, "127.0.0.1", 8082), None, "udp only");
+    u.proto = Proto::Tcp;
+    n.publish("a", u).expect("publish tcp");
+    assert_eq!(lands(&n, None, "127.0.0.1", 8082), at("a", 80));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Create(u8, u8),

@@ -13,7 +13,8 @@ use nix::sched::{CloneFlags, setns};
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
 };
 
 use super::{Error, Result, io};
@@ -212,10 +213,10 @@ pub struct Plumbing<'a> {
 /// bridge, up; the other end made directly in the namespace of `pid` with its
 /// name, MAC and MTU (moving a device between namespaces afterwards costs an
 /// RCU grace period, tens of milliseconds). Then, inside: up, the address,
-/// loopback up, the default route through the gateway. On error the pair is
-/// removed.
+/// loopback up, the default route through the gateway; hairpin on the bridge
+/// port. On error the pair is removed.
 pub fn plumb(p: &Plumbing) -> Result<()> {
-    with_handle(None, async |h| {
+    let made = with_handle(None, async |h| {
         let br = find(&h, p.bridge).await?.ok_or_else(|| Error::Netlink {
             what: format!("find bridge {}", p.bridge),
             msg: "no such device".into(),
@@ -248,8 +249,29 @@ pub fn plumb(p: &Plumbing) -> Result<()> {
                 h.link().add(veth).execute().await.map_err(nl(what))
             }
             other => other.map_err(nl(what)),
-        }
-    })?;
+        }?;
+        // Hairpin: a container's connection to a port it publishes itself,
+        // DNAT'd back to it, leaves through the port it came in by when the
+        // bridge's traffic goes through netfilter (br_netfilter loaded).
+        let port = find(&h, p.host_veth).await?.ok_or_else(|| Error::Netlink {
+            what: format!("find {} after adding it", p.host_veth),
+            msg: "no such device".into(),
+        })?;
+        // RTM_NEWLINK on the existing port, without CREATE/EXCL/REPLACE (the
+        // kernel refuses those for a device that exists; RTM_SETLINK ignores
+        // port data).
+        use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+        h.link()
+            .add(LinkBridgePort::new(port.header.index).hairpin(true).build())
+            .set_flags(NLM_F_REQUEST | NLM_F_ACK)
+            .execute()
+            .await
+            .map_err(nl(format!("set hairpin on {}", p.host_veth)))
+    });
+    if let Err(e) = made {
+        let _ = delete_link(p.host_veth);
+        return Err(e);
+    }
     let done = with_handle(Some(p.pid), async |h| {
         let inner = find(&h, p.ifname).await?.ok_or_else(|| Error::Netlink {
             what: format!("find {} in the container", p.ifname),

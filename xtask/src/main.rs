@@ -2,8 +2,10 @@
 //! installs them first (as root on Debian), so the README's commands work on a
 //! fresh machine.
 
+mod bench;
 mod bundle;
 mod compare;
+mod mutants;
 mod setup;
 mod vm;
 
@@ -85,11 +87,38 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Run the criterion benchmarks.
+    /// The harness's strength: cargo-mutants on berth's network, layers and
+    /// cgroups code, each part's machine as the test suite (root).
+    Mutants {
+        /// Which parts (ipam, network, layers, cgroups; repeatable); by
+        /// default network, layers and cgroups.
+        #[arg(long = "set")]
+        sets: Vec<String>,
+        /// Only one shard of each part's mutants (`K/N`: every N-th), to
+        /// sample a part in a fraction of the time.
+        #[arg(long)]
+        shard: Option<String>,
+    },
+    /// Run the criterion benchmarks, save them as a baseline named after the
+    /// commit and compare them with the baseline saved before (or --compare):
+    /// a table, and a failure on a significant slowdown over --threshold.
     Bench {
-        /// Only benchmarks matching this.
+        /// Only benchmarks matching this (criterion's filter, a regex).
         #[arg(long)]
         filter: Option<String>,
+        /// Save this run under this name (default: the commit, `-dirty` with changes).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Compare with this baseline (default: the one saved before this run).
+        #[arg(long)]
+        compare: Option<String>,
+        /// A slowdown over this many percent that criterion finds significant fails.
+        #[arg(long, default_value_t = 10.0)]
+        threshold: f64,
+        /// Features of berth-benches (`slowed-ipam`: a deliberately slow IPAM, to
+        /// show that a regression fails).
+        #[arg(long)]
+        features: Vec<String>,
     },
 }
 
@@ -100,7 +129,20 @@ fn main() -> Result<()> {
         Cmd::Test => test(),
         Cmd::Demo => demo(),
         Cmd::Compare { rounds, inner } => compare::compare(rounds, inner),
-        Cmd::Bench { filter } => bench(filter),
+        Cmd::Bench {
+            filter,
+            baseline,
+            compare,
+            threshold,
+            features,
+        } => bench::bench(bench::Options {
+            filter,
+            baseline,
+            compare,
+            threshold,
+            features,
+        }),
+        Cmd::Mutants { sets, shard } => mutants::mutants(&sets, shard.as_deref()),
         Cmd::Image { name, root, output } => image(&name, &root, output),
         Cmd::Replay {
             what,
@@ -343,17 +385,6 @@ fn image(name: &str, data_root: &Path, output: Option<PathBuf>) -> Result<()> {
         .arg(data_root)
         .args(["load", "-i"])
         .arg(&tar))
-}
-
-fn bench(filter: Option<String>) -> Result<()> {
-    setup::setup()?;
-    run(cargo().args(["build", "--release", "-p", "berth", "--bin", "berth-runc"]))?;
-    let mut c = cargo();
-    c.args(["bench", "-p", "berth-benches"]);
-    if let Some(f) = filter {
-        c.args(["--", &f]);
-    }
-    run(c.env("BERTH_RUNC", root().join("target/release/berth-runc")))
 }
 
 /// `30m`, `2h`, `900s` or `900` as seconds.

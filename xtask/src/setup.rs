@@ -70,7 +70,7 @@ pub fn setup_packages(packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn nix_is_root() -> bool {
+pub fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

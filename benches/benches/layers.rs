@@ -256,5 +256,69 @@ fn unpack(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, overlay_setup, unpack);
+/// `berth commit` of a container whose upper layer holds 10,000 new files (in
+/// 100 directories, 1 KiB each) on a one-layer image: the diff walk, the
+/// layer's tar, its digest, storing and unpacking it, the image record. Each
+/// iteration commits the same changes (the layer is found in the store after
+/// the first; the image record is new each time).
+fn commit_10k(c: &mut Criterion) {
+    use berth::image::build::ImageBuilder;
+    use berth::image::commit::{CommitOptions, commit};
+    use berth::image::load::{Input, load};
+    use berth::image::progress::Progress;
+    use berth::image::store::ImageStore;
+    use berth::layers::store::Compression;
+    if !is_root() {
+        eprintln!("commit: skipped: needs root");
+        return;
+    }
+    // A mount namespace of the benchmark's own: the container's overlay goes
+    // with it, whatever happens.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("private mounts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(&dir.path().join("root")).expect("image store");
+    let mut base = LayerBuilder::new();
+    base.dir("etc", 0o755)
+        .file("etc/hostname", b"bench\n", 0o644);
+    let mut img = ImageBuilder::new();
+    img.layer(base.finish(), Compression::None);
+    let archive = dir.path().join("image.tar");
+    let f = fs::File::create(&archive).expect("archive");
+    ImageBuilder::write_oci_tar(&[(&img, Some("bench:base"))], f).expect("write image");
+    let loaded = load(&store, &Input::Path(archive), &Progress::hidden()).expect("load");
+    let snap = store
+        .create_snapshot("c", &loaded[0].id.to_string())
+        .expect("snapshot");
+    let mounted = snap.mount().expect("mount the container's root");
+    let root = snap.rootfs();
+    let kib = vec![b'x'; 1024];
+    for d in 0..100 {
+        let dd = root.join(format!("data/d{d}"));
+        fs::create_dir_all(&dd).expect("mkdir");
+        for i in 0..100 {
+            fs::write(dd.join(format!("f{i}")), &kib).expect("write");
+        }
+    }
+    let mut g = c.benchmark_group("commit");
+    g.sample_size(10);
+    g.bench_function("10k new files (10 MiB)", |b| {
+        b.iter(|| commit(&store, &snap, None, &CommitOptions::default()).expect("commit"))
+    });
+    g.finish();
+    mounted.unmount().expect("unmount");
+    store
+        .snapshots()
+        .remove(&snap.id)
+        .expect("remove the container's layer");
+}
+
+criterion_group!(benches, overlay_setup, unpack, commit_10k);
 criterion_main!(benches);

@@ -52,15 +52,36 @@ fn port() -> impl Strategy<Value = Port> {
 }
 
 /// An address to ask for on `network`: near the start of its subnet (the
-/// network address, the gateway, free or taken ones), its broadcast, or outside.
+/// network address, the gateway, free or taken ones), next to an address
+/// already handed out (either side: the edges of IPAM's free ranges), the last
+/// host address, its broadcast, or outside.
 fn ip_on(state: &RefState, network: &str) -> BoxedStrategy<Option<Ipv4Addr>> {
-    let (base, bcast) = match state.model.network(network) {
-        Some(n) => (u32::from(n.subnet.addr), u32::from(n.subnet.broadcast())),
-        None => (u32::from(Ipv4Addr::new(10, 66, 0, 0)), 0),
+    let (base, bcast, leased) = match state.model.network(network) {
+        Some(n) => (
+            u32::from(n.subnet.addr),
+            u32::from(n.subnet.broadcast()),
+            n.leased.iter().map(|a| u32::from(*a)).collect::<Vec<u32>>(),
+        ),
+        None => (u32::from(Ipv4Addr::new(10, 66, 0, 0)), 0, Vec::new()),
+    };
+    let beside = if leased.is_empty() {
+        Just(None).boxed()
+    } else {
+        (prop::sample::select(leased), prop::bool::ANY)
+            .prop_map(|(a, up)| {
+                Some(Ipv4Addr::from(if up {
+                    a.saturating_add(1)
+                } else {
+                    a.saturating_sub(1)
+                }))
+            })
+            .boxed()
     };
     prop_oneof![
         4 => Just(None),
         3 => (0u32..10).prop_map(move |k| Some(Ipv4Addr::from(base + k))),
+        2 => beside,
+        1 => Just(Some(Ipv4Addr::from(bcast.saturating_sub(1)))),
         1 => Just(Some(Ipv4Addr::from(bcast))),
         1 => Just(Some(Ipv4Addr::new(192, 168, 200, 7))),
     ]

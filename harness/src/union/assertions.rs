@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_model::union::{Node, Tree, resolve};
+use berth_model::union::{Container, Node, Tree, parent, resolve};
 
 use super::observe::{self, Seen, shown};
 use super::reference::UnionState;
@@ -55,6 +55,35 @@ pub fn map_diff(
     (!lines.is_empty()).then(|| format!("{what}:\n{}", lines.join("\n")))
 }
 
+/// What `berth diff` must list for the model's container, as `docker diff`:
+/// each name of the upper layer is `C` when the image's layers have it and `A`
+/// when not; a whiteout of a name they have is `D`; an opaque directory over
+/// one of theirs also deletes each of their names in it it does not have.
+pub fn want_changes(c: &Container) -> BTreeSet<(String, char)> {
+    let mut out = BTreeSet::new();
+    for (p, n) in &c.upper {
+        let in_lower = c.lower.contains_key(p);
+        let Some(n) = n else {
+            if in_lower {
+                out.insert((format!("/{p}"), 'D'));
+            }
+            continue;
+        };
+        out.insert((format!("/{p}"), if in_lower { 'C' } else { 'A' }));
+        if matches!(n, Node::Dir { .. })
+            && c.opaque.contains(p)
+            && matches!(c.lower.get(p), Some(Node::Dir { .. }))
+        {
+            for gone in c.lower.keys().filter(|k| parent(k) == p) {
+                if !c.upper.contains_key(gone) {
+                    out.insert((format!("/{gone}"), 'D'));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The container's root and its upper layer are what the model says, and
 /// the only mount under the case's root is the container's.
 pub fn state(sut: &Sut, r: &UnionState) {
@@ -90,6 +119,18 @@ pub fn state(sut: &Sut, r: &UnionState) {
             ));
         }
         Err(e) => problems.push(format!("walking the upper layer: {e}")),
+    }
+    match berth::layers::changes::changes(&sut.snapshot) {
+        Ok(list) => {
+            let got: BTreeSet<(String, char)> =
+                list.into_iter().map(|c| (c.path, c.kind)).collect();
+            problems.extend(crate::diff(
+                "berth diff (path, kind)",
+                &want_changes(c),
+                &got,
+            ));
+        }
+        Err(e) => problems.push(format!("berth diff: {e}")),
     }
     let mounts: BTreeSet<String> = observe::mounts_under(sut.root()).into_iter().collect();
     let want_mounts: BTreeSet<String> = [sut.rootfs().display().to_string()].into();

@@ -94,8 +94,8 @@ enum Cmd {
         /// default network, layers and cgroups.
         #[arg(long = "set")]
         sets: Vec<String>,
-        /// Only one shard of each part's mutants (`K/N`: every N-th), to
-        /// sample a part in a fraction of the time.
+        /// Only one shard of each part's mutants (`K/N`: every N-th from the
+        /// K-th), to sample a part in a fraction of the time.
         #[arg(long)]
         shard: Option<String>,
     },

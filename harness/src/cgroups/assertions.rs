@@ -97,7 +97,35 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
                     }
                 }
             }
+            // berth's own answers: every pid below (what `ps` and `kill
+            // --all` use), and whether it is frozen (`state`'s "paused").
+            let berth = sut.manager(rel);
+            if i == 0 {
+                let below = format!("{path}/");
+                let all: BTreeSet<i32> = h
+                    .cgroups
+                    .iter()
+                    .filter(|(k, _)| **k == path || k.starts_with(&below))
+                    .flat_map(|(_, c)| c.procs.iter())
+                    .map(|n| sut.pid(*n).unwrap_or(-(*n as i32)))
+                    .collect();
+                match berth.pids() {
+                    Ok(v) => p.extend(crate::diff(
+                        &format!("{shown}: berth's pids (recursive)"),
+                        &all,
+                        &v.into_iter().collect(),
+                    )),
+                    Err(e) => p.push(format!("{shown}: berth's pids: {e}")),
+                }
+            }
             let freezer = w.v2 || w.controllers.contains(&Controller::Freezer);
+            if freezer && berth.is_frozen() != h.is_frozen(&path) {
+                p.push(format!(
+                    "{label}: {shown}: berth says frozen {}, the model {}",
+                    berth.is_frozen(),
+                    h.is_frozen(&path)
+                ));
+            }
             if freezer {
                 let (own, eff) = observe::freezer(&dir, w.v2);
                 let want = (cg.frozen, h.is_frozen(&path));

@@ -82,7 +82,8 @@ impl Sut {
         resolve(Some(Path::new(&p)), "unused").unwrap_or_else(|e| panic!("resolve {p}: {e}"))
     }
 
-    fn manager(&self, rel: &str) -> Box<dyn Cgroup> {
+    /// berth's cgroup manager for a case-relative path.
+    pub fn manager(&self, rel: &str) -> Box<dyn Cgroup> {
         manager(&self.paths(rel))
     }
 

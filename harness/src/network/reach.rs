@@ -21,6 +21,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::reference::RefState;
+use super::strategies::NETWORKS;
 
 /// The port every container listens on.
 pub const LISTEN_PORT: u16 = 80;
@@ -73,6 +74,13 @@ pub fn probes(r: &RefState) -> Vec<Probe> {
         }
         let mut hosts = gateways(from.as_deref());
         if from.is_none() {
+            // Every network's gateway, with endpoints or not.
+            hosts.extend(
+                NETWORKS
+                    .iter()
+                    .filter_map(|n| m.network(n))
+                    .map(|n| n.gateway),
+            );
             hosts.insert(Ipv4Addr::LOCALHOST);
         }
         for ip in hosts {

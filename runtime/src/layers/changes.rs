@@ -125,7 +125,11 @@ fn walk(
                     .into_iter()
                     .collect();
                 for gone in list_dir(ld.as_fd()).map_err(io_err("listing", &path))? {
-                    if !mine.contains(&gone) {
+                    // overlayfs' readdir may list a name a layer's whiteout
+                    // deletes that no lookup finds (berth-harness's union
+                    // machine saw `D /a/b` for an image without a/b): only
+                    // names that are there count.
+                    if !mine.contains(&gone) && kind_of(ld.as_fd(), &gone).is_some() {
                         out.insert(Change {
                             path: shown(&path.join(OsStr::from_bytes(gone.as_bytes()))),
                             kind: 'D',

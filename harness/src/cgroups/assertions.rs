@@ -119,12 +119,13 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
                 }
             }
             let freezer = w.v2 || w.controllers.contains(&Controller::Freezer);
-            if freezer && berth.is_frozen() != h.is_frozen(&path) {
-                p.push(format!(
-                    "{label}: {shown}: berth says frozen {}, the model {}",
-                    berth.is_frozen(),
-                    h.is_frozen(&path)
-                ));
+            if freezer {
+                let (says, model) = (berth.is_frozen(), h.is_frozen(&path));
+                if says != model {
+                    p.push(format!(
+                        "{label}: {shown}: berth says frozen {says}, the model {model}"
+                    ));
+                }
             }
             if freezer {
                 let (own, eff) = observe::freezer(&dir, w.v2);

@@ -56,13 +56,6 @@ pub type Answers = BTreeMap<Probe, Option<String>>;
 pub fn probes(r: &RefState) -> Vec<Probe> {
     let m = &r.model;
     let endpoints: BTreeSet<Ipv4Addr> = m.endpoints().iter().map(|e| e.ip).collect();
-    let gateways = |c: Option<&str>| -> BTreeSet<Ipv4Addr> {
-        m.endpoints()
-            .iter()
-            .filter(|e| c.is_none_or(|c| e.container == c))
-            .filter_map(|e| m.network(&e.network).map(|n| n.gateway))
-            .collect()
-    };
     let mut out = Vec::new();
     let froms = std::iter::once(None).chain(r.running.iter().map(|c| Some(c.clone())));
     for from in froms {
@@ -72,17 +65,22 @@ pub fn probes(r: &RefState) -> Vec<Probe> {
                 to: SocketAddrV4::new(*ip, LISTEN_PORT),
             });
         }
-        let mut hosts = gateways(from.as_deref());
-        if from.is_none() {
-            // Every network's gateway, with endpoints or not.
-            hosts.extend(
-                NETWORKS
-                    .iter()
-                    .filter_map(|n| m.network(n))
-                    .map(|n| n.gateway),
-            );
-            hosts.insert(Ipv4Addr::LOCALHOST);
-        }
+        let hosts: BTreeSet<Ipv4Addr> = match &from {
+            // Loopback and every network's gateway, with endpoints or not.
+            None => NETWORKS
+                .iter()
+                .filter_map(|n| m.network(n))
+                .map(|n| n.gateway)
+                .chain([Ipv4Addr::LOCALHOST])
+                .collect(),
+            // The gateways of its own networks.
+            Some(c) => m
+                .endpoints()
+                .iter()
+                .filter(|e| &e.container == c)
+                .filter_map(|e| m.network(&e.network).map(|n| n.gateway))
+                .collect(),
+        };
         for ip in hosts {
             for port in HOST_PORTS {
                 out.push(Probe {

@@ -9,6 +9,16 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().expect("address")
 }
 
+/// TCP `host:port` to the container's port 80.
+fn p(host: &str, port: u16) -> Port {
+    Port {
+        host_ip: ip(host),
+        host_port: port,
+        proto: Proto::Tcp,
+        container_port: 80,
+    }
+}
+
 fn small() -> Networks {
     let mut n = Networks::new();
     n.create("net1", "berth1", Subnet::new(ip("10.9.0.0"), 29), None)
@@ -137,12 +147,6 @@ fn a_host_port_is_published_once_and_0000_conflicts_with_all() {
     let mut n = small();
     n.run("a", Mode::Bridge, Some("net1"), None).expect("run");
     n.run("b", Mode::Bridge, Some("net1"), None).expect("run");
-    let p = |host: &str, port| Port {
-        host_ip: ip(host),
-        host_port: port,
-        proto: Proto::Tcp,
-        container_port: 80,
-    };
     n.publish("a", p("127.0.0.1", 8080)).expect("publish");
     assert_eq!(
         n.publish("b", p("127.0.0.1", 8080)),
@@ -216,12 +220,6 @@ fn tcp_reaches_the_same_network_the_host_and_published_ports_only() {
         None,
         "nothing published"
     );
-    let p = |host: &str, port| Port {
-        host_ip: ip(host),
-        host_port: port,
-        proto: Proto::Tcp,
-        container_port: 80,
-    };
     n.publish("c", p("0.0.0.0", 8080)).expect("publish");
     n.publish("b", p("127.0.0.1", 8081)).expect("publish");
     assert_eq!(lands(&n, None, "127.0.0.1", 8080), at("c", 80));

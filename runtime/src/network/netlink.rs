@@ -253,63 +253,62 @@ pub fn plumb(p: &Plumbing) -> Result<()> {
         // Hairpin: a container's connection to a port it publishes itself,
         // DNAT'd back to it, leaves through the port it came in by when the
         // bridge's traffic goes through netfilter (br_netfilter loaded).
-        let port = find(&h, p.host_veth).await?.ok_or_else(|| Error::Netlink {
-            what: format!("find {} after adding it", p.host_veth),
-            msg: "no such device".into(),
-        })?;
-        // RTM_NEWLINK on the existing port, without CREATE/EXCL/REPLACE (the
-        // kernel refuses those for a device that exists; RTM_SETLINK ignores
-        // port data).
+        // RTM_NEWLINK on the existing port, by name, without
+        // CREATE/EXCL/REPLACE (the kernel refuses those for a device that
+        // exists; RTM_SETLINK ignores port data).
         use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST};
         h.link()
-            .add(LinkBridgePort::new(port.header.index).hairpin(true).build())
+            .add(
+                LinkBridgePort::new(0)
+                    .name(p.host_veth.to_string())
+                    .hairpin(true)
+                    .build(),
+            )
             .set_flags(NLM_F_REQUEST | NLM_F_ACK)
             .execute()
             .await
             .map_err(nl(format!("set hairpin on {}", p.host_veth)))
     });
-    if let Err(e) = made {
-        let _ = delete_link(p.host_veth);
-        return Err(e);
-    }
-    let done = with_handle(Some(p.pid), async |h| {
-        let inner = find(&h, p.ifname).await?.ok_or_else(|| Error::Netlink {
-            what: format!("find {} in the container", p.ifname),
-            msg: "no such device".into(),
-        })?;
-        let idx = inner.header.index;
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(nl(format!("set {} up in the container", p.ifname)))?;
-        h.address()
-            .add(idx, IpAddr::V4(p.ip), p.prefix)
-            .execute()
-            .await
-            .map_err(nl(format!(
-                "add address {}/{} to {}",
-                p.ip, p.prefix, p.ifname
-            )))?;
-        if let Some(lo) = find(&h, "lo").await? {
+    let done = made.and_then(|()| {
+        with_handle(Some(p.pid), async |h| {
+            let inner = find(&h, p.ifname).await?.ok_or_else(|| Error::Netlink {
+                what: format!("find {} in the container", p.ifname),
+                msg: "no such device".into(),
+            })?;
+            let idx = inner.header.index;
             h.link()
-                .set(LinkUnspec::new_with_index(lo.header.index).up().build())
+                .set(LinkUnspec::new_with_index(idx).up().build())
                 .execute()
                 .await
-                .map_err(nl("set lo up"))?;
-        }
-        if let Some(gw) = p.gateway {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gw)
-                .output_interface(idx)
-                .build();
-            match h.route().add(route).execute().await {
-                Ok(()) => {}
-                Err(e) if errno(&e) == libc::EEXIST => {}
-                Err(e) => return Err(nl(format!("add default route via {gw}"))(e)),
+                .map_err(nl(format!("set {} up in the container", p.ifname)))?;
+            h.address()
+                .add(idx, IpAddr::V4(p.ip), p.prefix)
+                .execute()
+                .await
+                .map_err(nl(format!(
+                    "add address {}/{} to {}",
+                    p.ip, p.prefix, p.ifname
+                )))?;
+            if let Some(lo) = find(&h, "lo").await? {
+                h.link()
+                    .set(LinkUnspec::new_with_index(lo.header.index).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl("set lo up"))?;
             }
-        }
-        Ok(())
+            if let Some(gw) = p.gateway {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gw)
+                    .output_interface(idx)
+                    .build();
+                match h.route().add(route).execute().await {
+                    Ok(()) => {}
+                    Err(e) if errno(&e) == libc::EEXIST => {}
+                    Err(e) => return Err(nl(format!("add default route via {gw}"))(e)),
+                }
+            }
+            Ok(())
+        })
     });
     if done.is_err() {
         let _ = delete_link(p.host_veth);

@@ -112,11 +112,7 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
     let state = dir.join("engine-state");
     let _ = std::fs::remove_dir_all(&data);
     let tar = dir.join("busybox.tar");
-    let img = berth::image::build::busybox(Path::new("/bin/busybox"))?;
-    berth::image::build::ImageBuilder::write_oci_tar(
-        &[(&img, Some("busybox:latest"))],
-        std::fs::File::create(&tar)?,
-    )?;
+    crate::busybox_tar(&tar)?;
     run(Command::new(&berth)
         .arg("--root")
         .arg(&data)

@@ -369,22 +369,36 @@ fn image(name: &str, data_root: &Path, output: Option<PathBuf>) -> Result<()> {
         "--bin",
         "berth-monitor",
     ]))?;
-    let img = berth::image::build::busybox(Path::new("/bin/busybox"))
-        .context("building the busybox image from /bin/busybox (busybox-static)")?;
     let tar = output.unwrap_or_else(|| root().join("target/images/busybox.tar"));
     if let Some(dir) = tar.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file =
-        std::fs::File::create(&tar).with_context(|| format!("creating {}", tar.display()))?;
-    berth::image::build::ImageBuilder::write_oci_tar(&[(&img, Some("busybox:latest"))], file)
-        .with_context(|| format!("writing {}", tar.display()))?;
+    busybox_tar(&tar)?;
     println!("wrote {}", tar.display());
     run(Command::new(root().join("target/debug/berth"))
         .arg("--root")
         .arg(data_root)
         .args(["load", "-i"])
         .arg(&tar))
+}
+
+/// Writes busybox:latest (from Debian's busybox-static) as an OCI layout tar,
+/// with berth's image builder run as an example program: the xtask does not
+/// link berth, so it builds before `setup` has installed libseccomp.
+pub fn busybox_tar(tar: &Path) -> Result<()> {
+    run(cargo()
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "berth",
+            "--example",
+            "busybox-image",
+            "--",
+        ])
+        .arg(tar)
+        .arg("/bin/busybox"))
+    .with_context(|| format!("building the busybox image into {}", tar.display()))
 }
 
 /// `30m`, `2h`, `900s` or `900` as seconds.

@@ -15,6 +15,14 @@ pub fn berth_runc() -> PathBuf {
         })
 }
 
+/// The berth binary to measure: `BERTH`, else the release build (berth-monitor
+/// beside it).
+pub fn berth() -> PathBuf {
+    std::env::var_os("BERTH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/berth"))
+}
+
 /// Whether the benchmarks that start containers can run here.
 pub fn can_start_containers() -> Result<(), String> {
     if !nix_root() {
@@ -43,8 +51,13 @@ fn nix_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A busybox bundle in `dir` running `args`, with berth's default config (terminal off).
-pub fn busybox_bundle(dir: &Path, args: &[&str]) -> std::io::Result<()> {
+/// A busybox bundle in `dir` running `args`, with berth's default config
+/// (terminal off) changed by `edit`.
+pub fn busybox_bundle(
+    dir: &Path,
+    args: &[&str],
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> std::io::Result<()> {
     let rootfs = dir.join("rootfs");
     for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
         fs::create_dir_all(rootfs.join(d))?;
@@ -60,5 +73,6 @@ pub fn busybox_bundle(dir: &Path, args: &[&str]) -> std::io::Result<()> {
     let mut spec = berth::oci::spec::default_spec();
     spec["process"]["terminal"] = serde_json::json!(false);
     spec["process"]["args"] = serde_json::json!(args);
+    edit(&mut spec);
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&spec)?)
 }

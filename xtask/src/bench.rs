@@ -69,6 +69,7 @@ fn bench_cmd(o: &Options) -> Command {
         c.args(["--features", &o.features.join(",")]);
     }
     c.env("BERTH_RUNC", root().join("target/release/berth-runc"));
+    c.env("BERTH", root().join("target/release/berth"));
     c.arg("--");
     if let Some(f) = &o.filter {
         c.arg(f);
@@ -239,7 +240,18 @@ pub fn table(
 /// `cargo xtask bench`.
 pub fn bench(o: Options) -> Result<()> {
     crate::setup::setup()?;
-    run(cargo().args(["build", "--release", "-p", "berth", "--bin", "berth-runc"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "berth",
+        "--bin",
+        "berth-runc",
+        "--bin",
+        "berth",
+        "--bin",
+        "berth-monitor",
+    ]))?;
     let name = match &o.baseline {
         Some(n) => n.clone(),
         None => commit_name()?,

@@ -1,14 +1,29 @@
-//! `cargo xtask compare`: berth-runc, runc and crun timed as whole processes
-//! (`RUNTIME run` of busybox `true`, create+start+wait+delete), interleaved
-//! round by round on the same bundle, in one run.
+//! `cargo xtask compare`: berth beside the tools users would pick instead, each
+//! pair timed as whole processes, interleaved round by round (A B A B …) in
+//! one run, so that the machine's noise falls on both alike:
+//!
+//! 1. `RUNTIME run` of busybox `true` (create+start+wait+delete) on one bundle:
+//!    berth-runc, runc, crun;
+//! 2. `berth run --rm busybox true` (no network, and on the default bridge)
+//!    beside `berth-runc run` of the bundle and Debian's `podman run --rm` of
+//!    the same image;
+//! 3. one container's network set up and torn down: berth (its `net-setup`
+//!    example: lease, veth, bridge, address, routes, then release) beside the
+//!    CNI bridge plugin with host-local IPAM (ADD then DEL), in a fresh network
+//!    namespace each round;
+//! 4. unpacking four 50 MB layers: berth (its `unpack` example, the layers in
+//!    parallel as `berth load` does) beside GNU `tar -x` of the same tars one
+//!    after another, into a tmpfs.
+//!
+//! It prints median, min, max and the ratio per pair, and writes the tables and
+//! the goals to target/compare/compare.md and a bar chart of the ratios to
+//! target/compare/compare.png.
 //!
 //! crun refuses this host's hybrid cgroup layout (a cgroup2 mount holding only
-//! hugetlb beside v1), so every runtime runs inside one private mount namespace
-//! where /sys/fs/cgroup/unified is unmounted: the same conditions for all three.
-//!
-//! Then the engines: `berth run --rm --network none busybox true` next to
-//! `berth-runc run` of the same bundle and Debian's `podman run --rm` of the same
-//! image, interleaved (podman is installed when missing).
+//! hugetlb beside v1), so everything runs inside one private mount namespace
+//! where /sys/fs/cgroup/unified is unmounted: the same conditions for all. It
+//! is also a private network namespace: the bridges, nftables rules and
+//! forwarding switches of sections 2 and 3 never touch the host's.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -19,10 +34,18 @@ use anyhow::{Context, Result, bail};
 
 use crate::{bundle, root, run, setup};
 
+/// One pair (or more) timed: the table, and the ratio a goal is set for.
+struct Section {
+    title: String,
+    md: String,
+    /// (what, berth's median ms, the other's median ms, goal: other/berth at least).
+    goals: Vec<(String, f64, f64, f64)>,
+}
+
 pub fn compare(rounds: usize, inner: bool) -> Result<()> {
     if !inner {
         setup::setup()?;
-        setup::setup_packages(&["podman"])?;
+        setup::setup_packages(&["podman", "fonts-dejavu-core"])?;
         run(
             Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .current_dir(root())
@@ -37,15 +60,27 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
                     "berth",
                     "--bin",
                     "berth-monitor",
+                    "--example",
+                    "net-setup",
+                    "--example",
+                    "unpack",
                 ]),
         )?;
+        // The busybox image for section 2, written before the namespaces (it
+        // is built with cargo).
+        let dir = root().join("target/compare");
+        std::fs::create_dir_all(&dir)?;
+        crate::busybox_tar(&dir.join("busybox.tar"))?;
         let me = std::env::current_exe()?;
         return run(Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--"])
+            .args(["--mount", "--net", "--propagation", "private", "--"])
             .arg(me)
             .args(["compare", "--inner", "--rounds", &rounds.to_string()]));
     }
+    run(Command::new("ip").args(["link", "set", "lo", "up"]))?;
     let hybrid = Path::new("/sys/fs/cgroup/unified");
+    let mut notes =
+        vec!["in a private network namespace, and a private mount namespace".to_string()];
     if Command::new("mountpoint")
         .arg("-q")
         .arg(hybrid)
@@ -54,13 +89,24 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
         .unwrap_or(false)
     {
         run(Command::new("umount").arg(hybrid))?;
-        println!(
-            "(in a private mount namespace with {} unmounted, so that crun accepts the layout)",
+        notes.push(format!(
+            "with {} unmounted, so that crun accepts the layout",
             hybrid.display()
-        );
+        ));
     }
-    let berth = root().join("target/release/berth-runc");
+    println!("({})", notes.join(", "));
     let dir = root().join("target/compare");
+    let mut sections = vec![runtimes(rounds, &dir)?];
+    let bundle = dir.join("bundle");
+    sections.push(engine_runs(rounds, &dir, &bundle)?);
+    sections.push(network_runs(rounds, &dir)?);
+    sections.push(unpack_runs(rounds.min(10), &dir)?);
+    report(&dir, rounds, &notes, &sections)
+}
+
+/// Section 1: `RUNTIME run` of busybox `true` for berth-runc, runc and crun.
+fn runtimes(rounds: usize, dir: &Path) -> Result<Section> {
+    let berth = root().join("target/release/berth-runc");
     let _ = std::fs::remove_dir_all(dir.join("bundle"));
     let bundle = bundle::busybox_bundle(&dir.join("bundle"), &berth)?;
     bundle::edit_config(&bundle, |c| {
@@ -87,32 +133,52 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
     let (md, stats) = table(
         &names,
         &times,
-        "| runtime | runs | median ms | min ms | max ms | berth-runc / it (median) |",
-        |base, med| base / med,
+        "| runtime | runs | median ms | min ms | max ms | it / berth-runc (median) |",
     );
-    println!(
-        "\n`RUNTIME run` of busybox `true` (create+start+wait+delete), {rounds} interleaved rounds:\n\n{md}"
+    let title = format!(
+        "`RUNTIME run` of busybox `true` (create+start+wait+delete), {rounds} interleaved rounds"
     );
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("start.md"), &md)?;
-    println!("written to {}", dir.join("start.md").display());
+    println!("\n{title}:\n\n{md}");
     if stats[0].is_none() {
         bail!("berth-runc never succeeded");
     }
-    engine_runs(rounds, &dir, &bundle)
+    Ok(Section {
+        title,
+        md,
+        goals: goals(&names, &stats, &[("crun", 1.0), ("runc", 1.0)]),
+    })
+}
+
+/// (berth's label, its median, other's median, goal) for each `(other, goal)`
+/// that has a median; berth is the first name.
+fn goals(
+    names: &[String],
+    stats: &[Summary],
+    pairs: &[(&str, f64)],
+) -> Vec<(String, f64, f64, f64)> {
+    let Some((base, ..)) = stats[0] else {
+        return Vec::new();
+    };
+    pairs
+        .iter()
+        .filter_map(|(other, goal)| {
+            let i = names.iter().position(|n| n == other)?;
+            let (med, ..) = stats[i]?;
+            Some((format!("{} vs {other}", names[0]), base, med, *goal))
+        })
+        .collect()
 }
 
 /// `berth run --rm --network none busybox true` (and on the default bridge
 /// network) next to `berth-runc run` of the same bundle and `podman run --rm --network none` of the same image (loaded
 /// from the same archive), interleaved.
-fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
+fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<Section> {
     let berth = root().join("target/release/berth");
     let runc = root().join("target/release/berth-runc");
     let data = dir.join("engine-data");
     let state = dir.join("engine-state");
     let _ = std::fs::remove_dir_all(&data);
     let tar = dir.join("busybox.tar");
-    crate::busybox_tar(&tar)?;
     run(Command::new(&berth)
         .arg("--root")
         .arg(&data)
@@ -221,14 +287,12 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
     let (md, stats) = table(
         &names,
         &times,
-        "| command | runs | median ms | min ms | max ms | it / berth run (median) |",
-        |base, med| med / base,
+        "| command | runs | median ms | min ms | max ms | it / berth run --rm (median) |",
     );
-    println!(
-        "\nbusybox `true` from the image (berth, podman) or the bundle (berth-runc), --network none unless it says bridge (berth's default network: a veth, an address, a bridge), {rounds} interleaved rounds:\n\n{md}"
+    let title = format!(
+        "busybox `true` from the image (berth, podman) or the bundle (berth-runc), --network none unless it says bridge (berth's default network: a veth, an address, a bridge), {rounds} interleaved rounds"
     );
-    std::fs::write(dir.join("engine.md"), &md)?;
-    println!("written to {}", dir.join("engine.md").display());
+    println!("\n{title}:\n\n{md}");
     // The default bridge of this private root (its own bridge and nftables
     // table): removing it puts ip_forward back as it was.
     let _ = Command::new(&berth)
@@ -244,7 +308,11 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<()> {
     if stats[0].is_none() {
         bail!("berth run never succeeded");
     }
-    Ok(())
+    Ok(Section {
+        title,
+        md,
+        goals: goals(&names, &stats, &[("podman run --rm", 5.0)]),
+    })
 }
 
 /// Runs command `make(i, round)` for each name, round after round, and keeps
@@ -282,23 +350,16 @@ fn interleave(
 }
 
 /// A markdown table of `times` (median, min, max per name) with `header`; the
-/// last column is `ratio(first's median, this one's median)`. Also returns the
+/// last column is this one's median over the first one's. Also returns the
 /// summaries.
-fn table(
-    names: &[String],
-    times: &[Vec<Duration>],
-    header: &str,
-    ratio: impl Fn(f64, f64) -> f64,
-) -> (String, Vec<Summary>) {
+fn table(names: &[String], times: &[Vec<Duration>], header: &str) -> (String, Vec<Summary>) {
     let stats: Vec<Summary> = times.iter().map(|t| summary(t)).collect();
     let mut md = format!("{header}\n|---|---|---|---|---|---|\n");
     let base = stats[0].map(|s| s.0);
     for (name, (st, t)) in names.iter().zip(stats.iter().zip(times)) {
         match st {
             Some((med, min, max)) => {
-                let r = base
-                    .map(|b| format!("{:.2}", ratio(b, *med)))
-                    .unwrap_or_default();
+                let r = base.map(|b| format!("{:.2}", med / b)).unwrap_or_default();
                 md.push_str(&format!(
                     "| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {r} |\n",
                     t.len()
@@ -320,4 +381,321 @@ fn summary(t: &[Duration]) -> Summary {
     let mut ms: Vec<f64> = t.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(|a, b| a.total_cmp(b));
     Some((ms[ms.len() / 2], ms[0], ms[ms.len() - 1]))
+}
+
+/// A process alone in a new network namespace: a container's stand-in.
+struct Holder(std::process::Child);
+
+impl Holder {
+    fn new() -> Result<Holder> {
+        let own = std::fs::read_link("/proc/self/ns/net")?;
+        let child = Command::new("unshare")
+            .args(["--net", "--", "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .context("unshare --net sleep")?;
+        let h = Holder(child);
+        // unshare execs sleep in the same process once the namespace is made.
+        let ns = format!("/proc/{}/ns/net", h.0.id());
+        let t = Instant::now();
+        while std::fs::read_link(&ns).ok() == Some(own.clone()) {
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("unshare --net made no namespace in 10 s");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(h)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Section 3: one container's network, berth beside the CNI bridge plugin.
+fn network_runs(rounds: usize, dir: &Path) -> Result<Section> {
+    let cni = Path::new("/usr/lib/cni");
+    let tool = root().join("target/release/examples/net-setup");
+    let net_root = dir.join("net-root");
+    let cni_data = dir.join("cni-data");
+    let _ = std::fs::remove_dir_all(&net_root);
+    let _ = std::fs::remove_dir_all(&cni_data);
+    run(Command::new(&tool)
+        .arg("create")
+        .arg(&net_root)
+        .arg("10.96.0.0/16"))?;
+    let conf = dir.join("cni.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"cniVersion":"0.4.0","name":"cmpnet","type":"bridge","bridge":"cnibr0","isGateway":true,"ipMasq":false,"ipam":{{"type":"host-local","subnet":"10.97.0.0/16","dataDir":"{}"}}}}"#,
+            cni_data.display()
+        ),
+    )?;
+    let names: Vec<String> = vec![
+        "berth (net-setup: setup + release)".into(),
+        "CNI bridge plugin (ADD + DEL)".into(),
+    ];
+    // Each run gets a fresh namespace, made before its clock starts; the one
+    // before is ended then.
+    let mut holder: Option<Holder> = None;
+    let mut n = 0u64;
+    let mut setup_err = None;
+    let times = interleave(&names, rounds, |i, _| {
+        holder = None;
+        n += 1;
+        let pid = match Holder::new() {
+            Ok(h) => {
+                let pid = h.0.id();
+                holder = Some(h);
+                pid
+            }
+            Err(e) => {
+                setup_err.get_or_insert(e);
+                0
+            }
+        };
+        if i == 0 {
+            let mut c = Command::new(&tool);
+            c.arg("attach")
+                .arg(&net_root)
+                .arg(n.to_string())
+                .arg(pid.to_string());
+            c
+        } else {
+            // Two plugin processes, as a runtime calls them (sh only chains them).
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(r#"CNI_COMMAND=ADD "$0/bridge" < "$1" > /dev/null && CNI_COMMAND=DEL "$0/bridge" < "$1""#)
+                .arg(cni)
+                .arg(&conf)
+                .env("CNI_CONTAINERID", format!("cmp{n}"))
+                .env("CNI_NETNS", format!("/proc/{pid}/ns/net"))
+                .env("CNI_IFNAME", "eth0")
+                .env("CNI_PATH", cni);
+            c
+        }
+    })?;
+    drop(holder);
+    if let Some(e) = setup_err {
+        return Err(e);
+    }
+    let _ = Command::new(&tool).arg("rm").arg(&net_root).status();
+    let _ = Command::new("ip").args(["link", "del", "cnibr0"]).status();
+    let _ = std::fs::remove_dir_all(&net_root);
+    let _ = std::fs::remove_dir_all(&cni_data);
+    let (md, stats) = table(
+        &names,
+        &times,
+        "| setup + teardown of one container's network | runs | median ms | min ms | max ms | it / berth (median) |",
+    );
+    let title = format!(
+        "one container's network (address lease, veth pair, bridge, address, default route; then all given back) in a fresh namespace, {rounds} interleaved rounds"
+    );
+    println!("\n{title}:\n\n{md}");
+    if stats[0].is_none() {
+        bail!("berth's net-setup never succeeded");
+    }
+    Ok(Section {
+        title,
+        md,
+        goals: goals(&names, &stats, &[("CNI bridge plugin (ADD + DEL)", 3.0)]),
+    })
+}
+
+/// Section 4: unpacking four 50 MB layers, berth beside `tar -x`, into a tmpfs
+/// (on the shared disk, writeback of the round before would decide the time).
+fn unpack_runs(rounds: usize, dir: &Path) -> Result<Section> {
+    let tool = root().join("target/release/examples/unpack");
+    let layers_dir = dir.join("layers");
+    let layers: Vec<PathBuf> = (0..4)
+        .map(|l| layers_dir.join(format!("layer{l}.tar")))
+        .collect();
+    if !layers.iter().all(|l| l.exists()) {
+        run(Command::new(&tool).arg("make").arg(&layers_dir))?;
+    }
+    let out = dir.join("unpack-out");
+    std::fs::create_dir_all(&out)?;
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2g", "tmpfs"])
+        .arg(&out))?;
+    let names: Vec<String> = vec![
+        "berth (4 layers in parallel)".into(),
+        "tar -x (one after another)".into(),
+    ];
+    let mut clean_err = None;
+    let times = interleave(&names, rounds, |i, _| {
+        // The round before's files go before the clock starts.
+        for sub in ["store", "tar"] {
+            if let Err(e) = std::fs::remove_dir_all(out.join(sub))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                clean_err.get_or_insert(e);
+            }
+        }
+        if i == 0 {
+            let mut c = Command::new(&tool);
+            c.arg(out.join("store")).args(&layers);
+            c
+        } else {
+            let mut script = String::from("set -e");
+            for (k, l) in layers.iter().enumerate() {
+                let d = out.join("tar").join(k.to_string());
+                let _ = std::fs::create_dir_all(&d);
+                script.push_str(&format!("; tar -xf '{}' -C '{}'", l.display(), d.display()));
+            }
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        }
+    });
+    let _ = Command::new("umount").arg(&out).status();
+    let times = times?;
+    if let Some(e) = clean_err {
+        bail!("cleaning {} between rounds: {e}", out.display());
+    }
+    let mb: u64 = layers
+        .iter()
+        .map(|l| std::fs::metadata(l).map(|m| m.len()).unwrap_or(0))
+        .sum::<u64>()
+        >> 20;
+    let (md, stats) = table(
+        &names,
+        &times,
+        "| unpack | runs | median ms | min ms | max ms | it / berth (median) |",
+    );
+    let title = format!(
+        "unpacking four layers ({mb} MiB of tar: 40 files of 1 MB and 2,500 of 4 KB each) into a tmpfs, {rounds} interleaved rounds"
+    );
+    println!("\n{title}:\n\n{md}");
+    if stats[0].is_none() {
+        bail!("berth's unpack never succeeded");
+    }
+    Ok(Section {
+        title,
+        md,
+        goals: goals(&names, &stats, &[("tar -x (one after another)", 1.0)]),
+    })
+}
+
+/// Writes target/compare/compare.md (every table and the goals) and
+/// target/compare/compare.png (the ratios as bars, the goals marked).
+fn report(dir: &Path, rounds: usize, notes: &[String], sections: &[Section]) -> Result<()> {
+    let mut md = format!(
+        "# cargo xtask compare\n\n{rounds} rounds (unpack: {}), {}.\n",
+        rounds.min(10),
+        notes.join(", ")
+    );
+    let mut all_goals = Vec::new();
+    for s in sections {
+        md.push_str(&format!("\n{}:\n\n{}", s.title, s.md));
+        all_goals.extend(s.goals.iter().cloned());
+    }
+    let mut g = String::from(
+        "\n| goal | berth median ms | other median ms | other / berth | goal | met |\n|---|---|---|---|---|---|\n",
+    );
+    for (what, berth, other, goal) in &all_goals {
+        g.push_str(&format!(
+            "| {what} | {berth:.2} | {other:.2} | {:.2} | ≥ {goal} | {} |\n",
+            other / berth,
+            if other / berth >= *goal { "yes" } else { "no" }
+        ));
+    }
+    println!(
+        "\ngoals (how many times faster berth is than the other, median against median):\n{g}"
+    );
+    md.push_str(&g);
+    let md_path = dir.join("compare.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    let png = dir.join("compare.png");
+    match chart(&png, &all_goals) {
+        Ok(()) => println!("written: {} and {}", md_path.display(), png.display()),
+        Err(e) => println!("written: {}; no chart: {e:#}", md_path.display()),
+    }
+    Ok(())
+}
+
+/// The font the chart's text is drawn with (Debian's fonts-dejavu-core).
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// A horizontal bar per goal: how many times faster berth is (other / berth,
+/// median against median), with the goal as a mark on its bar.
+fn chart(path: &Path, goals: &[(String, f64, f64, f64)]) -> Result<()> {
+    use plotters::prelude::*;
+    use plotters::style::FontStyle;
+
+    if goals.is_empty() {
+        bail!("nothing measured");
+    }
+    let font =
+        std::fs::read(FONT).with_context(|| format!("reading {FONT} (fonts-dejavu-core)"))?;
+    plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .map_err(|_| anyhow::anyhow!("{FONT}: not a font plotters can read"))?;
+    let max = goals
+        .iter()
+        .map(|(_, b, o, g)| (o / b).max(*g))
+        .fold(1.0f64, f64::max)
+        * 1.15;
+    let n = goals.len();
+    let area = BitMapBackend::new(path, (1000, 120 + 60 * n as u32)).into_drawing_area();
+    let err = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("drawing {}: {e:?}", path.display());
+    area.fill(&WHITE).map_err(err)?;
+    let mut c = ChartBuilder::on(&area)
+        .caption(
+            "berth: times faster than the alternative (median over median; | = goal)",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(300)
+        .build_cartesian_2d(0.0..max, 0.0..n as f64)
+        .map_err(err)?;
+    c.configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&|y| {
+            let i = (n as f64 - y - 0.5).round();
+            if (y.fract() - 0.5).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+                goals[i as usize].0.clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("other / berth")
+        .draw()
+        .map_err(err)?;
+    for (k, (_, berth, other, goal)) in goals.iter().enumerate() {
+        let ratio = other / berth;
+        let y = (n - 1 - k) as f64;
+        let color = if ratio >= *goal {
+            GREEN.mix(0.7)
+        } else {
+            RED.mix(0.7)
+        };
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, y + 0.2), (ratio, y + 0.8)],
+            color.filled(),
+        )))
+        .map_err(err)?;
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(*goal, y + 0.1), (*goal, y + 0.9)],
+            BLACK.stroke_width(3),
+        )))
+        .map_err(err)?;
+        c.draw_series(std::iter::once(Text::new(
+            format!("{ratio:.2}×"),
+            (ratio + max * 0.01, y + 0.35),
+            ("sans-serif", 16),
+        )))
+        .map_err(err)?;
+    }
+    area.present().map_err(err)?;
+    Ok(())
 }

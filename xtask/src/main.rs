@@ -98,6 +98,14 @@ enum Cmd {
         /// K-th), to sample a part in a fraction of the time.
         #[arg(long)]
         shard: Option<String>,
+        /// Only mutants in these files (cargo-mutants' globs, repeatable),
+        /// instead of the whole part's.
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Run each mutant's machine in a throw-away VM of this cgroup layout
+        /// (v1 or v2) instead of on this machine.
+        #[arg(long)]
+        vm: Option<String>,
     },
     /// Run the criterion benchmarks, save them as a baseline named after the
     /// commit and compare them with the baseline saved before (or --compare):
@@ -142,7 +150,12 @@ fn main() -> Result<()> {
             threshold,
             features,
         }),
-        Cmd::Mutants { sets, shard } => mutants::mutants(&sets, shard.as_deref()),
+        Cmd::Mutants {
+            sets,
+            shard,
+            files,
+            vm,
+        } => mutants::mutants(&sets, shard.as_deref(), &files, vm.as_deref()),
         Cmd::Image { name, root, output } => image(&name, &root, output),
         Cmd::Replay {
             what,

@@ -3,13 +3,17 @@
 //! that part's state machine against each change; a mutant the machine does
 //! not catch (a "missed" one) names a behaviour the machine does not observe.
 //!
-//! The machines run as root on this machine, each case in namespaces of its
-//! own (network and mount namespaces; the cgroups machine below a cgroup of
-//! its own), as in `cargo test -p berth-harness`. cargo-mutants works in a
-//! copy of the tree, so this one is never changed.
+//! By default the machines run as root on this machine, each case in
+//! namespaces of its own (network and mount namespaces; the cgroups machine
+//! below a cgroup of its own), as in `cargo test -p berth-harness`. With
+//! `--vm v1|v2` each mutant's machine runs in a throw-away VM of that cgroup
+//! layout instead (`cargo xtask vm-test --bin MACHINE`): the only way to judge
+//! the cgroup v2 code from this v1 host. cargo-mutants works in a copy of the
+//! tree, so this one is never changed.
 
 use std::fmt::Write as _;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -89,8 +93,36 @@ fn tally(out: &Path) -> Tally {
     }
 }
 
-/// `cargo xtask mutants --set NAME… [--shard K/N]`.
-pub fn mutants(sets: &[String], shard: Option<&str>) -> Result<()> {
+/// cargo-mutants calls `$CARGO`; with `--vm` it is this script, which turns
+/// the test phase (`cargo test` without `--no-run`) into a VM run of the
+/// machine in the mutated copy of the tree, and passes every other call on.
+const VM_CARGO: &str = r#"#!/bin/sh
+# Written by cargo xtask mutants --vm: cargo, except that cargo-mutants' test
+# phase runs the machine in a VM.
+real="$BERTH_MUTANTS_CARGO"
+unset CARGO
+if [ "$1" = test ]; then
+    case " $* " in
+    *" --no-run "*) ;;
+    *) exec "$real" xtask vm-test --bin "$BERTH_MUTANTS_MACHINE" --cgroup "$BERTH_MUTANTS_CGROUP" --jobs 1 --timeout 900 ;;
+    esac
+fi
+exec "$real" "$@"
+"#;
+
+/// `cargo xtask mutants --set NAME… [--shard K/N] [--file GLOB…] [--vm v1|v2]`.
+pub fn mutants(
+    sets: &[String],
+    shard: Option<&str>,
+    files: &[String],
+    vm: Option<&str>,
+) -> Result<()> {
+    if let Some(l) = vm
+        && l != "v1"
+        && l != "v2"
+    {
+        bail!("--vm {l:?}: the cgroup layout of the VMs, v1 or v2");
+    }
     if !crate::setup::nix_is_root() {
         bail!("cargo xtask mutants: the harness's machines need root");
     }
@@ -112,26 +144,67 @@ pub fn mutants(sets: &[String], shard: Option<&str>) -> Result<()> {
         "| set | files | machine | mutants | caught | missed | timeout | unviable | score |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut missed_all = String::new();
+    let real_cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let wrapper = root().join("target/mutants/cargo-vm");
+    if vm.is_some() {
+        fs::create_dir_all(root().join("target/mutants"))?;
+        fs::write(&wrapper, VM_CARGO).with_context(|| format!("writing {}", wrapper.display()))?;
+        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))?;
+        crate::vm::ensure_kernel()?;
+    }
     for set in chosen {
         // cargo-mutants' own baseline runs the mutated package's tests; the
         // machine is the test suite here, so it is run unmutated first.
         println!("baseline: the {} machine on the tree as it is", set.machine);
-        run(cargo().args(["test", "-p", "berth-harness", "--test", set.machine]))?;
-        let out = root().join("target/mutants").join(set.name);
+        match vm {
+            None => run(cargo().args(["test", "-p", "berth-harness", "--test", set.machine]))?,
+            Some(l) => run(cargo().args([
+                "xtask",
+                "vm-test",
+                "--bin",
+                set.machine,
+                "--cgroup",
+                l,
+                "--jobs",
+                "1",
+            ]))?,
+        }
+        let out = root().join("target/mutants").join(match vm {
+            None => set.name.to_string(),
+            Some(l) => format!("{}-vm-{l}", set.name),
+        });
         let _ = fs::remove_dir_all(&out);
         fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let mut c = cargo();
-        c.args(["mutants", "-p", "berth", "--test-package=berth-harness"])
+        // Started directly, not as `cargo mutants`: cargo (rustup's) would
+        // set $CARGO to itself for its subcommand, over the script's.
+        let mut c = Command::new("cargo-mutants");
+        c.current_dir(root())
+            .args(["mutants", "-p", "berth", "--test-package=berth-harness"])
             .args([
                 "--baseline=skip",
                 "--timeout",
-                "300",
+                if vm.is_some() { "1200" } else { "300" },
                 "--build-timeout",
                 "600",
             ])
             .arg("-o")
             .arg(&out);
-        for f in set.files {
+        if vm.is_some() {
+            // The build phase builds only the machine's test binary; the test
+            // phase is the script's VM run.
+            c.env("CARGO", &wrapper)
+                .env("BERTH_MUTANTS_CARGO", &real_cargo)
+                .env("BERTH_MUTANTS_MACHINE", set.machine)
+                .env("BERTH_MUTANTS_CGROUP", vm.unwrap_or_default())
+                .env("BERTH_VM_KERNEL_DIR", crate::vm::kernel_dir())
+                .arg(format!("--cargo-arg=--test={}", set.machine));
+        }
+        let chosen_files: Vec<&str> = if files.is_empty() {
+            set.files.to_vec()
+        } else {
+            files.iter().map(String::as_str).collect()
+        };
+        for f in &chosen_files {
             c.args(["-f", f]);
         }
         if let Some(s) = shard {
@@ -159,7 +232,7 @@ pub fn mutants(sets: &[String], shard: Option<&str>) -> Result<()> {
             report,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             set.name,
-            set.files.join(" "),
+            chosen_files.join(" "),
             set.machine,
             judged + t.unviable.len(),
             t.caught.len(),
@@ -172,7 +245,10 @@ pub fn mutants(sets: &[String], shard: Option<&str>) -> Result<()> {
             writeln!(missed_all, "- {} ({})", m, set.machine)?;
         }
     }
-    let shard_note = shard.map_or(String::new(), |s| format!(", shard {s}"));
+    let mut shard_note = shard.map_or(String::new(), |s| format!(", shard {s}"));
+    if let Some(l) = vm {
+        shard_note.push_str(&format!(", each machine in a cgroup {l} VM"));
+    }
     let text = format!(
         "cargo-mutants {VERSION}{shard_note}; the score is (caught + timeout) / (caught + missed + timeout)\n\n{report}\nmissed:\n{}",
         if missed_all.is_empty() {

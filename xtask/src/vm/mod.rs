@@ -55,11 +55,19 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-fn build() -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
+/// Builds the guest's programs and the test binaries: all of them, or only
+/// the named test targets (`--bin`), which builds much less after a change to
+/// berth (one test binary to link instead of every one).
+fn build(bins: &[String]) -> Result<(Vec<PathBuf>, PathBuf, Vec<PathBuf>)> {
     let mut cmd = crate::cargo();
+    cmd.arg("build");
+    if bins.is_empty() {
+        cmd.arg("--tests");
+    }
+    for b in bins {
+        cmd.args(["--test", b]);
+    }
     cmd.args([
-        "build",
-        "--tests",
         "--bins",
         "-p",
         "berth-vm-tests",
@@ -352,13 +360,29 @@ fn boot(
     Ok(o)
 }
 
+/// Where the guest kernel is kept: target/vm-test/kernel, or the directory
+/// `BERTH_VM_KERNEL_DIR` names (`cargo xtask mutants --vm` runs vm-test in
+/// copies of the tree, which share this tree's kernel instead of downloading
+/// it again).
+pub fn kernel_dir() -> PathBuf {
+    std::env::var_os("BERTH_VM_KERNEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/vm-test/kernel"))
+}
+
+/// Downloads the guest kernel unless it is there.
+pub fn ensure_kernel() -> Result<()> {
+    crate::setup::setup_packages(PACKAGES)?;
+    kernel::ensure(&kernel_dir()).map(|_| ())
+}
+
 /// `cargo xtask vm-test`.
 pub fn vm_test(opts: Options) -> Result<()> {
     crate::setup::setup_packages(PACKAGES)?;
     let dir = root().join("target/vm-test");
     std::fs::create_dir_all(&dir)?;
-    let kernel = kernel::ensure(&dir.join("kernel"))?;
-    let (mut tests, init, extra) = build()?;
+    let kernel = kernel::ensure(&kernel_dir())?;
+    let (mut tests, init, extra) = build(&opts.bins)?;
     if !opts.bins.is_empty() {
         // cargo names a test binary TARGET-HASH.
         tests.retain(|t| {

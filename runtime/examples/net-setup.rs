@@ -1,0 +1,59 @@
+//! One container's network set up and torn down by berth, as a whole process,
+//! for `cargo xtask compare` to time beside the CNI bridge plugin's ADD and DEL.
+//!
+//! ```text
+//! net-setup create ROOT SUBNET     a bridge network "cmp" under berth root ROOT
+//! net-setup attach ROOT N PID      lease, veth pair into PID's network namespace,
+//!                                  bridge, address, routes; then release all
+//! net-setup rm ROOT                the network, its bridge and nftables rules
+//! ```
+//!
+//! Run it only in a network namespace made for it (compare runs in one).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use berth::network::{Attach, Networks, Subnet};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("net-setup: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["create", root, subnet] => {
+            let subnet: Subnet = subnet
+                .parse()
+                .map_err(|e| anyhow::anyhow!("subnet {subnet:?}: {e}"))?;
+            Networks::open(Path::new(root), None)?.create("cmp", Some(subnet), None)?;
+        }
+        ["attach", root, n, pid] => {
+            let n: u64 = n.parse().with_context(|| format!("N {n:?}: a number"))?;
+            let pid: i32 = pid.parse().with_context(|| format!("PID {pid:?}: a pid"))?;
+            let nets = Networks::open(Path::new(root), None)?;
+            // Unique in its first nine digits, which name the veth.
+            let id = format!("{n:09x}{}", "0".repeat(55));
+            nets.reserve(&Attach {
+                container: &id,
+                name: "cmp",
+                hostname: "cmp",
+                networks: &["cmp".to_string()],
+                ip: None,
+                ports: &[],
+                hosts_file: &Path::new(root).join("hosts"),
+            })?;
+            nets.plumb(&id, pid)?;
+            nets.release(&id, true)?;
+        }
+        ["rm", root] => {
+            Networks::open(Path::new(root), None)?.remove("cmp")?;
+        }
+        _ => bail!("usage: net-setup create ROOT SUBNET | attach ROOT N PID | rm ROOT"),
+    }
+    Ok(())
+}

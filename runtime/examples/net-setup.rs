@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! net-setup create ROOT SUBNET     a bridge network "cmp" under berth root ROOT
-//! net-setup attach ROOT N PID      lease, veth pair into PID's network namespace,
-//!                                  bridge, address, routes; then release all
+//! net-setup setup ROOT N PID       container N: a lease, the veth pair into PID's
+//!                                  network namespace, bridge, address, routes
+//! net-setup release ROOT N         its lease back and its veth deleted (the
+//!                                  namespace still there, as for CNI's DEL)
 //! net-setup rm ROOT                the network, its bridge and nftables rules
 //! ```
 //!
@@ -32,12 +34,10 @@ fn run() -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("subnet {subnet:?}: {e}"))?;
             Networks::open(Path::new(root), None)?.create("cmp", Some(subnet), None)?;
         }
-        ["attach", root, n, pid] => {
-            let n: u64 = n.parse().with_context(|| format!("N {n:?}: a number"))?;
+        ["setup", root, n, pid] => {
             let pid: i32 = pid.parse().with_context(|| format!("PID {pid:?}: a pid"))?;
             let nets = Networks::open(Path::new(root), None)?;
-            // Unique in its first nine digits, which name the veth.
-            let id = format!("{n:09x}{}", "0".repeat(55));
+            let id = id(n)?;
             nets.reserve(&Attach {
                 container: &id,
                 name: "cmp",
@@ -48,12 +48,22 @@ fn run() -> Result<()> {
                 hosts_file: &Path::new(root).join("hosts"),
             })?;
             nets.plumb(&id, pid)?;
-            nets.release(&id, true)?;
+        }
+        ["release", root, n] => {
+            Networks::open(Path::new(root), None)?.release(&id(n)?, true)?;
         }
         ["rm", root] => {
             Networks::open(Path::new(root), None)?.remove("cmp")?;
         }
-        _ => bail!("usage: net-setup create ROOT SUBNET | attach ROOT N PID | rm ROOT"),
+        _ => bail!(
+            "usage: net-setup create ROOT SUBNET | setup ROOT N PID | release ROOT N | rm ROOT"
+        ),
     }
     Ok(())
+}
+
+/// Container N's id: unique in its first nine digits, which name the veth.
+fn id(n: &str) -> Result<String> {
+    let n: u64 = n.parse().with_context(|| format!("N {n:?}: a number"))?;
+    Ok(format!("{n:09x}{}", "0".repeat(55)))
 }

@@ -8,7 +8,8 @@ use anyhow::{Result, bail};
 /// Packages: the seccomp library to link against, busybox for test rootfs, runc
 /// and crun to compare with, containerd for the engine test, procps for `ps`,
 /// skopeo to check berth's image archives with another tool, tini (its static
-/// build is what `berth run --init` mounts as the container's PID 1).
+/// build is what `berth run --init` mounts as the container's PID 1), the
+/// DejaVu font `cargo xtask compare` draws its chart's text with.
 const PACKAGES: &[&str] = &[
     "busybox-static",
     "libseccomp-dev",
@@ -22,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "nftables",
     "iproute2",
     "containernetworking-plugins",
+    "fonts-dejavu-core",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -13,4 +13,5 @@ pub mod image;
 pub mod layers;
 pub mod network;
 pub mod oci;
+pub mod profile;
 pub mod tty;

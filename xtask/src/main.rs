@@ -6,6 +6,7 @@ mod bench;
 mod bundle;
 mod compare;
 mod mutants;
+mod profile;
 mod setup;
 mod vm;
 
@@ -37,6 +38,13 @@ enum Cmd {
         rounds: usize,
         #[arg(long, hide = true)]
         inner: bool,
+    },
+    /// One container start taken apart: berth-runc's steps (clone, mounts,
+    /// pivot_root, cgroup, seccomp, exec …) with their median times.
+    ProfileStart {
+        /// Starts to take the medians over.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
     },
     /// Run the root tests inside QEMU VMs, one per cgroup layout.
     VmTest {
@@ -137,6 +145,7 @@ fn main() -> Result<()> {
         Cmd::Test => test(),
         Cmd::Demo => demo(),
         Cmd::Compare { rounds, inner } => compare::compare(rounds, inner),
+        Cmd::ProfileStart { rounds } => profile::profile_start(rounds),
         Cmd::Bench {
             filter,
             baseline,

@@ -144,6 +144,7 @@ impl Drop for Undo<'_> {
 pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     state::validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
+    crate::profile::mark("runtime: config.json loaded");
     let spec = &bundle.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default());
@@ -162,6 +163,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         ));
     }
     let prepared = Prepared::new(process, linux.seccomp().as_ref(), &store.bpf_cache())?;
+    crate::profile::mark("runtime: process prepared (seccomp compiled)");
     let cgroup = cgroups::resolve(linux.cgroups_path().as_deref(), &opts.id)?;
     let (console, ours) = super::console::endpoints(opts.console_socket.as_deref(), keep_master)?;
 
@@ -203,6 +205,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     // Later commands (exec, delete's poststop hooks) need the config as it was.
     let config = serde_json::to_vec(spec).map_err(|e| Error::Other(e.to_string()))?;
     state::write_atomic(&dir.dir().join("config.json"), &config)?;
+    crate::profile::mark("runtime: state written");
 
     let (parent_end, child_end) = channel::pair()?;
     let setup = Setup {
@@ -234,11 +237,13 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
     let pid = talk_to_stage1(&parent_end, stage1, &linux)?;
     let _ = waitpid(Pid::from_raw(stage1), None);
     undo.pids = vec![pid];
+    crate::profile::mark("runtime: init cloned");
     crate::fault::point("create.after-clone")?;
 
     let cg = cgroups::manager(&cgroup);
     cg.create()?;
     cg.add(pid)?;
+    crate::profile::mark("runtime: cgroup made, init in it");
     crate::fault::point("create.after-cgroup")?;
     let mut resources = linux.resources().clone().unwrap_or_default();
     {
@@ -250,6 +255,7 @@ pub fn create(store: &Store, opts: &CreateOptions) -> Result<Created> {
         resources.set_devices(Some(rules));
     }
     cg.set(&resources)?;
+    crate::profile::mark("runtime: limits and device rules set");
     crate::fault::point("create.after-limits")?;
 
     parent_end.send(&Message::Proceed(pid))?;
@@ -425,6 +431,7 @@ fn close_others(setup: &Setup) {
         .map(|(_, f, _)| f.as_raw_fd())
         .chain(setup.console.as_ref().map(|c| c.as_raw_fd()))
         .chain([setup.chan.raw_fd()])
+        .chain(crate::profile::raw_fd())
         .filter(|fd| *fd >= first)
         .collect();
     keep.sort_unstable();
@@ -479,6 +486,7 @@ fn stage1(setup: &Setup) -> Result<()> {
     if !flags.is_empty() {
         unshare(flags).sys(|| format!("unshare namespaces {flags:?}"))?;
     }
+    crate::profile::mark("stage1: namespaces made");
     if setup.plan.is_new(LinuxNamespaceType::Time) {
         write_time_offsets(&setup.bundle.spec)?;
     }
@@ -534,6 +542,7 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
         Message::Failed(why) => return Err(Error::Init(why)),
         other => return Err(Error::Other(format!("init channel: unexpected {other:?}"))),
     };
+    crate::profile::mark("init: told to proceed");
     nix::unistd::setsid().sys(|| "setsid".into())?;
     let spec = &setup.bundle.spec;
     let linux = spec.linux().clone().unwrap_or_default();
@@ -587,6 +596,7 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
             mounts::create_devices(&ctx, &root, linux.devices().as_deref().unwrap_or_default())?;
             mounts::dev_links(&root)?;
         }
+        crate::profile::mark("init: mounts and devices made");
     }
     let hooks_cfg = spec.hooks().clone().unwrap_or_default();
     if hooks_cfg.prestart().as_ref().is_some_and(|h| !h.is_empty())
@@ -606,6 +616,7 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
     )?;
     if !mount_ns_joined {
         mounts::enter_root(rootfs, setup.no_pivot)?;
+        crate::profile::mark("init: pivot_root");
         for (k, v) in linux.sysctl().clone().unwrap_or_default() {
             let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
             fs::write(&path, v.as_bytes())
@@ -619,6 +630,7 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
             .and_then(|r| r.readonly())
             .unwrap_or(false);
         mounts::finish_root(propagation, readonly)?;
+        crate::profile::mark("init: sysctls, masked and read-only paths");
     }
     if setup.process.terminal {
         let sock = setup
@@ -634,6 +646,7 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
         .unwrap_or(true);
     setup.process.apply(setgroups_allowed)?;
     let exe = setup.process.resolve_executable()?;
+    crate::profile::mark("init: capabilities, user and seccomp applied");
     chan.send(&Message::Ready)?;
     READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
 
@@ -648,11 +661,13 @@ fn init(setup: &Setup) -> Result<std::convert::Infallible> {
     nix::unistd::write(&wfd, b"0").sys(|| "writing exec.fifo".into())?;
     drop(wfd);
     drop(fifo);
+    crate::profile::mark("init: started");
     hooks::run(
         "startContainer",
         hooks_cfg.start_container().as_deref().unwrap_or_default(),
         &hook_state(setup, pid, Status::Created),
     )?;
+    crate::profile::mark("init: exec");
     Err(setup.process.exec(&exe, 3 + setup.preserve_fds))
 }
 

@@ -157,6 +157,7 @@ impl Prepared {
             && let Some(f) = &self.seccomp
         {
             f.load()?;
+            crate::profile::mark("init: seccomp loaded");
         }
         if let Some(c) = &self.caps {
             for cap in caps::all() {
@@ -201,6 +202,7 @@ impl Prepared {
             }
             if let Some(f) = &self.seccomp {
                 f.load()?;
+                crate::profile::mark("init: seccomp loaded");
             }
         }
         Ok(())

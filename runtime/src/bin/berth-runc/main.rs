@@ -236,6 +236,7 @@ struct UpdateCli {
 }
 
 fn main() -> ExitCode {
+    berth::profile::mark("runtime: main");
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -360,12 +361,14 @@ fn run_container(
     // A terminal without a console socket: in the foreground berth-runc takes
     // the pty itself; detached, create refuses it.
     let c = create(store, &create_options(a, !detach))?;
+    berth::profile::mark("runtime: created");
     let (pid, local) = (c.pid, c.console);
     drop(c.dir);
     if let Err(e) = ops::start(store, &a.id) {
         let _ = ops::delete(store, &a.id, true);
         return Err(e.into());
     }
+    berth::profile::mark("runtime: started");
     log.info(&format!("ran container {} (init pid {pid})", a.id));
     if detach {
         return Ok(0);
@@ -376,8 +379,10 @@ fn run_container(
         berth::tty::proxy(master, true);
     }
     let code = wait_exit_code(pid);
+    berth::profile::mark("runtime: container exited");
     if !keep {
         ops::delete(store, &a.id, true)?;
+        berth::profile::mark("runtime: deleted");
     }
     Ok(code.clamp(0, 255) as u8)
 }

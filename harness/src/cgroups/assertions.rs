@@ -18,13 +18,16 @@ pub fn outcome(t: &Transition, want: Option<&Outcome>, got: &Outcome) {
     );
 }
 
-fn limit_file(l: Limit, v2: bool) -> Option<&'static str> {
+/// The file a limit is in, and what it holds for the model's value.
+fn limit_file(l: Limit, v: u64, v2: bool) -> Option<(&'static str, String)> {
     Some(match (l, v2) {
-        (Limit::MemoryMax, true) => "memory.max",
-        (Limit::MemoryMax, false) => "memory.limit_in_bytes",
-        (Limit::PidsMax, _) => "pids.max",
-        (Limit::CpuWeight, true) => "cpu.weight",
-        (Limit::CpuWeight, false) => "cpu.shares",
+        (Limit::MemoryMax, true) => ("memory.max", v.to_string()),
+        (Limit::MemoryMax, false) => ("memory.limit_in_bytes", v.to_string()),
+        (Limit::PidsMax, _) => ("pids.max", v.to_string()),
+        (Limit::CpuWeight, true) => ("cpu.weight", v.to_string()),
+        (Limit::CpuWeight, false) => ("cpu.shares", v.to_string()),
+        (Limit::CpuQuota, true) => ("cpu.max", format!("{v} {}", super::sut::PERIOD)),
+        (Limit::CpuQuota, false) => ("cpu.cfs_quota_us", v.to_string()),
         _ => return None,
     })
 }
@@ -90,10 +93,12 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
                 }
             }
             for (l, v) in &cg.limits {
-                if let Some(f) = limit_file(*l, w.v2) {
+                if let Some((f, want)) = limit_file(*l, *v, w.v2) {
                     let seen = observe::read(&dir, f);
-                    if seen.as_deref() != Some(v.to_string().as_str()) {
-                        p.push(format!("{label}: {shown}: {f}: model {v}, kernel {seen:?}"));
+                    if seen.as_deref() != Some(want.as_str()) {
+                        p.push(format!(
+                            "{label}: {shown}: {f}: model {want:?}, kernel {seen:?}"
+                        ));
                     }
                 }
             }

@@ -48,6 +48,7 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
         Err(Refusal::NoSuchFile(..)) => Outcome::NoSuchFile,
         Err(Refusal::InternalProcess(_)) => Outcome::InternalProcess,
         Err(Refusal::Busy(_)) => Outcome::Busy,
+        Err(Refusal::QuotaAboveParent(_)) => Outcome::Invalid,
         Err(other) => Outcome::Other(format!("model: {other:?}")),
     }
 }
@@ -109,6 +110,7 @@ pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
             berth_model::cgroups::oci::shares_to_weight(s),
         ),
         SetLimit::Shares(s) => (Limit::CpuWeight, s),
+        SetLimit::Quota(q) => (Limit::CpuQuota, q),
     }
 }
 

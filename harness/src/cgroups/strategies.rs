@@ -18,6 +18,7 @@ fn limit() -> impl Strategy<Value = SetLimit> {
         prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20]).prop_map(SetLimit::Memory),
         prop::sample::select(vec![10u64, 100, 1000]).prop_map(SetLimit::Pids),
         prop::sample::select(vec![512u64, 1024, 2048]).prop_map(SetLimit::Shares),
+        prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000]).prop_map(SetLimit::Quota),
     ]
 }
 

@@ -31,6 +31,9 @@ pub struct Sut {
     pub step: Option<Transition>,
 }
 
+/// The CFS period every quota is set with, in µs.
+pub const PERIOD: u64 = 100_000;
+
 fn resources(l: SetLimit) -> LinuxResources {
     let mut r = LinuxResourcesBuilder::default();
     r = match l {
@@ -47,6 +50,13 @@ fn resources(l: SetLimit) -> LinuxResources {
                 .expect("pids"),
         ),
         SetLimit::Shares(s) => r.cpu(LinuxCpuBuilder::default().shares(s).build().expect("cpu")),
+        SetLimit::Quota(q) => r.cpu(
+            LinuxCpuBuilder::default()
+                .quota(q as i64)
+                .period(PERIOD)
+                .build()
+                .expect("cpu"),
+        ),
     };
     r.build().expect("resources")
 }
@@ -116,6 +126,7 @@ impl Sut {
                         Outcome::Busy
                     }
                     Some(libc::EBUSY) => Outcome::InternalProcess,
+                    Some(libc::EINVAL) => Outcome::Invalid,
                     _ => Outcome::Other(e.to_string()),
                 }
             }

@@ -9,6 +9,8 @@ pub enum SetLimit {
     Pids(u64),
     /// `cpu.shares`
     Shares(u64),
+    /// `cpu.quota` in µs, with `cpu.period` 100000 (Docker's `--cpus`)
+    Quota(u64),
 }
 
 /// One step. Paths are relative to the case's cgroup; processes are named
@@ -44,6 +46,8 @@ pub enum Outcome {
     InternalProcess,
     /// EBUSY on removal.
     Busy,
+    /// EINVAL: v1's cpu quota above the one in force over it.
+    Invalid,
     /// Anything else: never expected.
     Other(String),
 }

@@ -20,6 +20,11 @@
 //!   from the children; it is refused while a child enables it further down.
 //! - What a limit means for a process is the tightest value along its cgroup's
 //!   path; a cgroup is frozen if it or any ancestor is.
+//! - v1 only: a cpu quota may not exceed the quota in force above it (the
+//!   nearest ancestor's that has one), and a quota may not be set below one a
+//!   descendant holds: the write fails with EINVAL (the kernel's CFS bandwidth
+//!   check, `tg_cfs_schedulable_down`). v2 takes the smaller of the two instead.
+//!   (All quotas here share the 100 ms period, so quotas compare directly.)
 //! - [`oci`] maps `linux.resources` fields to the files of each version.
 
 pub mod oci;
@@ -116,6 +121,9 @@ pub enum Refusal {
     NotMounted(Controller),
     /// ENOENT: the root cgroup has no cgroup.freeze.
     RootCannotFreeze,
+    /// EINVAL (v1): the cpu quota would exceed the one in force above, or
+    /// leave a descendant's above its own.
+    QuotaAboveParent(String),
 }
 
 /// The hierarchies of a machine: one for v2, one per controller (group) for v1.
@@ -353,12 +361,39 @@ impl Hierarchy {
         if path == "/" || !self.available(path).contains(&limit.controller()) {
             return Err(Refusal::NoSuchFile(path.into(), limit));
         }
+        if !self.v2 && limit == Limit::CpuQuota && !self.v1_quota_fits(path, value) {
+            return Err(Refusal::QuotaAboveParent(path.into()));
+        }
         self.cgroups
             .get_mut(path)
             .expect("checked")
             .limits
             .insert(limit, value);
         Ok(())
+    }
+
+    /// v1: whether `path` may take cpu quota `value`: with it, no cgroup at
+    /// or below `path` holds a quota above the one in force over it.
+    fn v1_quota_fits(&self, path: &str, value: u64) -> bool {
+        let own = |p: &str| {
+            if p == path {
+                Some(value)
+            } else {
+                self.cgroups
+                    .get(p)
+                    .and_then(|c| c.limits.get(&Limit::CpuQuota).copied())
+            }
+        };
+        // The quota in force at `p`: its own, else the nearest ancestor's.
+        let in_force = |p: &str| self.chain(p).into_iter().find_map(own);
+        let below = format!("{path}/");
+        self.cgroups
+            .keys()
+            .filter(|p| *p == path || p.starts_with(&below))
+            .all(|p| match (own(p), parent_of(p).and_then(in_force)) {
+                (Some(q), Some(above)) => q <= above,
+                _ => true,
+            })
     }
 
     /// The paths from the root down to `path`.

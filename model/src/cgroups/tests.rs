@@ -277,3 +277,43 @@ fn a_v1_controller_that_is_not_mounted_is_refused() {
         Err(Refusal::NotMounted(Controller::Pids))
     );
 }
+
+#[test]
+fn a_v1_cpu_quota_may_not_exceed_the_one_above_it_and_v2_takes_the_smaller() {
+    let mut h = Hierarchy::new(false, [Controller::Cpu]);
+    h.mkdir_all("/a/b/c").expect("mkdir");
+    h.set("/a", Limit::CpuQuota, 50_000)
+        .expect("no quota above /a");
+    // Above /a's, directly below it or further down (/a/b has none: /a's applies).
+    let above = Err(Refusal::QuotaAboveParent("/a/b".into()));
+    assert_eq!(h.set("/a/b", Limit::CpuQuota, 60_000), above);
+    assert_eq!(
+        h.set("/a/b/c", Limit::CpuQuota, 60_000),
+        Err(Refusal::QuotaAboveParent("/a/b/c".into()))
+    );
+    h.set("/a/b/c", Limit::CpuQuota, 50_000)
+        .expect("equal is allowed");
+    // Lowering an ancestor below a descendant's is refused too.
+    assert_eq!(
+        h.set("/a", Limit::CpuQuota, 20_000),
+        Err(Refusal::QuotaAboveParent("/a".into()))
+    );
+    h.set("/a", Limit::CpuQuota, 200_000)
+        .expect("raising is fine");
+    h.set("/a/b", Limit::CpuQuota, 100_000).expect("below /a's");
+    assert_eq!(
+        h.effective("/a/b/c", Limit::CpuQuota),
+        Ok(Some(50_000)),
+        "the tightest along the path"
+    );
+    // v2: no refusal; the smaller applies.
+    let mut h = v2();
+    h.mkdir("/a").expect("mkdir");
+    h.enable("/", Controller::Cpu).expect("enable");
+    h.enable("/a", Controller::Cpu).expect("enable");
+    h.mkdir("/a/b").expect("mkdir");
+    h.set("/a", Limit::CpuQuota, 50_000).expect("set");
+    h.set("/a/b", Limit::CpuQuota, 60_000)
+        .expect("v2 allows it");
+    assert_eq!(h.effective("/a/b", Limit::CpuQuota), Ok(Some(50_000)));
+}

@@ -355,6 +355,9 @@ impl Cgroup for V1 {
 
     fn remove(&self) -> Result<()> {
         let mut first_err = None;
+        if let Some(cpu) = self.dir("cpu") {
+            lift_quotas(cpu);
+        }
         for dir in self.dirs.values() {
             if let Err(e) = super::rmdir(dir) {
                 first_err.get_or_insert(e);
@@ -367,4 +370,32 @@ impl Cgroup for V1 {
         }
         first_err.map_or(Ok(()), Err)
     }
+}
+
+/// A removed cgroup's CFS quota goes on constraining its parent until the
+/// kernel has taken the cgroup offline, a while after rmdir returned: a
+/// quota written to the parent just after, below the removed one's, is
+/// refused (EINVAL). So before a tree without processes is removed, its
+/// quotas are lifted (`-1`), which the kernel applies at once. A tree that
+/// still holds a process is left as it is (its removal fails anyway).
+fn lift_quotas(dir: &Path) {
+    let mut pids = Vec::new();
+    if super::procs_recursive(dir, &mut pids).is_err() || !pids.is_empty() {
+        return;
+    }
+    fn walk(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path());
+                }
+            }
+        }
+        let f = dir.join("cpu.cfs_quota_us");
+        if super::read(dir, "cpu.cfs_quota_us").is_ok_and(|q| q != "-1") {
+            // Best effort: a failure only leaves the kernel's delay.
+            let _ = std::fs::write(&f, "-1");
+        }
+    }
+    walk(dir);
 }

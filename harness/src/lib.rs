@@ -119,6 +119,10 @@ where
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(store))),
         ..Config::default()
     };
+    // Mutation runs only ask whether a mutant is caught: no shrinking.
+    if std::env::var_os("BERTH_HARNESS_NO_SHRINK").is_some() {
+        config.max_shrink_iters = 0;
+    }
     let replay = replay_file();
     if let Some(f) = &replay {
         config.cases = 0;

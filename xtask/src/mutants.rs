@@ -179,6 +179,9 @@ pub fn mutants(
         // set $CARGO to itself for its subcommand, over the script's.
         let mut c = Command::new("cargo-mutants");
         c.current_dir(root())
+            // A caught mutant needs one failing case, not its shrinking (slow
+            // under TCG: every step replayed in the VM).
+            .env("BERTH_HARNESS_NO_SHRINK", "1")
             .args(["mutants", "-p", "berth", "--test-package=berth-harness"])
             .args([
                 "--baseline=skip",

@@ -230,6 +230,7 @@ fn boot(
         "BERTH_HARNESS_REPLAY",
         "BERTH_HARNESS_CASES",
         "BERTH_HARNESS_SOAK_SECS",
+        "BERTH_HARNESS_NO_SHRINK",
     ] {
         if let Ok(v) = std::env::var(var)
             && !v.is_empty()

@@ -90,7 +90,21 @@ fn mtu_of(m: &LinkMessage) -> Option<u32> {
 /// DNAT'd 127.0.0.1 traffic leave through it (route_localnet).
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
     with_handle(None, async |h| {
-        let link = match find(&h, name).await? {
+        bridge_in(&h, name, gateway, prefix).await.map(|_| ())
+    })?;
+    route_localnet(name)
+}
+
+fn route_localnet(bridge: &str) -> Result<()> {
+    let p = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+    std::fs::write(&p, "1").map_err(io("writing", &p))
+}
+
+/// [`ensure_bridge`]'s netlink part, on a connection of the caller's; the
+/// bridge's link as found before it was set up.
+async fn bridge_in(h: &Handle, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<LinkMessage> {
+    {
+        let link = match find(h, name).await? {
             Some(l) => l,
             None => {
                 match h.link().add(LinkBridge::new(name).build()).execute().await {
@@ -98,7 +112,7 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
                     Err(e) if errno(&e) == libc::EEXIST => {}
                     Err(e) => return Err(nl(format!("add bridge {name}"))(e)),
                 }
-                find(&h, name).await?.ok_or_else(|| Error::Netlink {
+                find(h, name).await?.ok_or_else(|| Error::Netlink {
                     what: format!("add bridge {name}"),
                     msg: "not there after it was made".into(),
                 })?
@@ -120,10 +134,8 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
             .execute()
             .await
             .map_err(nl(format!("set {name} up")))?;
-        Ok(())
-    })?;
-    let p = format!("/proc/sys/net/ipv4/conf/{name}/route_localnet");
-    std::fs::write(&p, "1").map_err(io("writing", &p))
+        Ok(link)
+    }
 }
 
 /// Deletes link `name` (a bridge, or a veth and so its peer); gone already is fine.
@@ -191,8 +203,10 @@ pub fn host_addresses() -> Result<Vec<(String, Ipv4Addr, u8)>> {
 /// What one endpoint needs on both sides.
 #[derive(Debug, Clone)]
 pub struct Plumbing<'a> {
-    /// The bridge to attach to.
+    /// The bridge to attach to (made, addressed and up first if it is not).
     pub bridge: &'a str,
+    /// The bridge's own address: the network's gateway.
+    pub bridge_gateway: Ipv4Addr,
     /// The host end's name.
     pub host_veth: &'a str,
     /// The container's init.
@@ -216,11 +230,10 @@ pub struct Plumbing<'a> {
 /// loopback up, the default route through the gateway; hairpin on the bridge
 /// port. On error the pair is removed.
 pub fn plumb(p: &Plumbing) -> Result<()> {
+    // The bridge is ensured on the same connection as the pair is made (one
+    // runtime, socket and bridge lookup less per container).
     let made = with_handle(None, async |h| {
-        let br = find(&h, p.bridge).await?.ok_or_else(|| Error::Netlink {
-            what: format!("find bridge {}", p.bridge),
-            msg: "no such device".into(),
-        })?;
+        let br = bridge_in(&h, p.bridge, p.bridge_gateway, p.prefix).await?;
         let mtu = mtu_of(&br).unwrap_or(1500);
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(p.ifname.to_string())
@@ -269,6 +282,7 @@ pub fn plumb(p: &Plumbing) -> Result<()> {
             .await
             .map_err(nl(format!("set hairpin on {}", p.host_veth)))
     });
+    let made = made.and_then(|()| route_localnet(p.bridge));
     let done = made.and_then(|()| {
         with_handle(Some(p.pid), async |h| {
             let inner = find(&h, p.ifname).await?.ok_or_else(|| Error::Netlink {

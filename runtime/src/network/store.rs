@@ -394,9 +394,9 @@ impl Networks {
         let s = self.load()?;
         for e in s.endpoints.iter().filter(|e| e.container == container) {
             let n = find(&s, &e.network)?;
-            netlink::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix())?;
             netlink::plumb(&Plumbing {
                 bridge: &n.bridge,
+                bridge_gateway: n.gateway,
                 host_veth: &e.host_veth,
                 pid,
                 ifname: &e.ifname,
@@ -492,9 +492,9 @@ impl Networks {
             };
             s.endpoints.push(ep.clone());
             self.save(&s)?;
-            netlink::ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix())?;
             let plumbed = netlink::plumb(&Plumbing {
                 bridge: &n.bridge,
+                bridge_gateway: n.gateway,
                 host_veth: &ep.host_veth,
                 pid,
                 ifname: &ep.ifname,

@@ -28,6 +28,8 @@ fn limit_file(l: Limit, v: u64, v2: bool) -> Option<(&'static str, String)> {
         (Limit::CpuWeight, false) => ("cpu.shares", v.to_string()),
         (Limit::CpuQuota, true) => ("cpu.max", format!("{v} {}", super::sut::PERIOD)),
         (Limit::CpuQuota, false) => ("cpu.cfs_quota_us", v.to_string()),
+        (Limit::MemoryLow, true) => ("memory.low", v.to_string()),
+        (Limit::MemoryLow, false) => ("memory.soft_limit_in_bytes", v.to_string()),
         _ => return None,
     })
 }

@@ -144,10 +144,17 @@ pub fn freezer(dir: &Path, v2: bool) -> (bool, bool) {
 /// Limit files of one cgroup as (file, content), for the files the machine writes.
 pub fn limits(dir: &Path, v2: bool) -> BTreeMap<&'static str, Option<String>> {
     let files: &[&str] = if v2 {
-        &["memory.max", "pids.max", "cpu.weight", "cpu.max"]
+        &[
+            "memory.max",
+            "memory.low",
+            "pids.max",
+            "cpu.weight",
+            "cpu.max",
+        ]
     } else {
         &[
             "memory.limit_in_bytes",
+            "memory.soft_limit_in_bytes",
             "pids.max",
             "cpu.shares",
             "cpu.cfs_quota_us",

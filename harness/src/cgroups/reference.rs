@@ -111,6 +111,7 @@ pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
         ),
         SetLimit::Shares(s) => (Limit::CpuWeight, s),
         SetLimit::Quota(q) => (Limit::CpuQuota, q),
+        SetLimit::Reservation(b) => (Limit::MemoryLow, b),
     }
 }
 

@@ -19,6 +19,7 @@ fn limit() -> impl Strategy<Value = SetLimit> {
         prop::sample::select(vec![10u64, 100, 1000]).prop_map(SetLimit::Pids),
         prop::sample::select(vec![512u64, 1024, 2048]).prop_map(SetLimit::Shares),
         prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000]).prop_map(SetLimit::Quota),
+        prop::sample::select(vec![16u64 << 20, 48 << 20]).prop_map(SetLimit::Reservation),
     ]
 }
 

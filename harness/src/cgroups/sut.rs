@@ -50,6 +50,12 @@ fn resources(l: SetLimit) -> LinuxResources {
                 .expect("pids"),
         ),
         SetLimit::Shares(s) => r.cpu(LinuxCpuBuilder::default().shares(s).build().expect("cpu")),
+        SetLimit::Reservation(b) => r.memory(
+            LinuxMemoryBuilder::default()
+                .reservation(b as i64)
+                .build()
+                .expect("memory"),
+        ),
         SetLimit::Quota(q) => r.cpu(
             LinuxCpuBuilder::default()
                 .quota(q as i64)

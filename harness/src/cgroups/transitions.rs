@@ -11,6 +11,8 @@ pub enum SetLimit {
     Shares(u64),
     /// `cpu.quota` in µs, with `cpu.period` 100000 (Docker's `--cpus`)
     Quota(u64),
+    /// `memory.reservation` in bytes (Docker's `--memory-reservation`)
+    Reservation(u64),
 }
 
 /// One step. Paths are relative to the case's cgroup; processes are named

@@ -70,8 +70,9 @@ impl Controller {
 pub enum Limit {
     /// memory.max / memory.limit_in_bytes (bytes)
     MemoryMax,
-    /// memory.high / memory.soft_limit_in_bytes (bytes)
-    MemoryHigh,
+    /// memory.low / memory.soft_limit_in_bytes (bytes; OCI's
+    /// `memory.reservation`): a protection, not a maximum
+    MemoryLow,
     /// memory.swap.max (bytes of swap)
     SwapMax,
     /// pids.max
@@ -88,7 +89,7 @@ impl Limit {
     /// The controller the limit belongs to.
     pub fn controller(self) -> Controller {
         match self {
-            Limit::MemoryMax | Limit::MemoryHigh | Limit::SwapMax => Controller::Memory,
+            Limit::MemoryMax | Limit::MemoryLow | Limit::SwapMax => Controller::Memory,
             Limit::PidsMax => Controller::Pids,
             Limit::CpuQuota | Limit::CpuWeight => Controller::Cpu,
             Limit::IoWeight => Controller::Io,
@@ -98,7 +99,7 @@ impl Limit {
     /// Whether the tightest value along the path is what applies (a maximum),
     /// rather than a share relative to siblings (a weight).
     pub fn is_maximum(self) -> bool {
-        !matches!(self, Limit::CpuWeight | Limit::IoWeight)
+        !matches!(self, Limit::CpuWeight | Limit::IoWeight | Limit::MemoryLow)
     }
 }
 

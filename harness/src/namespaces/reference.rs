@@ -51,14 +51,24 @@ impl NsState {
     }
 }
 
-/// A cgroup namespace whose root cgroup is gone, among those `ns` joins.
-fn joins_rootless(s: &NsState, ns: &[(Kind, Source)]) -> bool {
+/// A cgroup namespace whose root cgroup is gone, among those container `name`
+/// joins with `ns`. The root was the cgroup of the container that made the
+/// namespace, and the kernel finds it by its path when cgroupfs is mounted:
+/// a container of that name running again (this very run included: its
+/// cgroup is made before the init mounts) brings the path, and so the root,
+/// back.
+fn joins_rootless(s: &NsState, name: &str, ns: &[(Kind, Source)]) -> bool {
     ns.iter().any(|(k, src)| match src {
         Source::Join(o) if *k == Kind::Cgroup => s
             .containers
             .get(o)
             .and_then(|c| s.model.ns_of(c.init, Kind::Cgroup).ok())
-            .is_some_and(|id| s.rootless.contains(&id)),
+            .is_some_and(|id| {
+                s.rootless.contains(&id)
+                    && s.made_cgroup_ns
+                        .get(&id)
+                        .is_some_and(|maker| maker != name && !s.containers.contains_key(maker))
+            }),
         _ => false,
     })
 }
@@ -96,7 +106,7 @@ pub fn step(s: &mut NsState, t: &Transition) -> Outcome {
     let r = match t {
         // The namespaces are joined (their processes live), then the init
         // cannot mount cgroupfs in a namespace rooted at a removed cgroup.
-        Transition::Run { name, ns } if joins_rootless(s, ns) => {
+        Transition::Run { name, ns } if joins_rootless(s, name, ns) => {
             let mut trial = s.clone();
             return match run(&mut trial, ns) {
                 Ok(_) => Outcome::CgroupRootGone,

@@ -240,18 +240,7 @@ pub fn table(
 /// `cargo xtask bench`.
 pub fn bench(o: Options) -> Result<()> {
     crate::setup::setup()?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "berth",
-        "--bin",
-        "berth-runc",
-        "--bin",
-        "berth",
-        "--bin",
-        "berth-monitor",
-    ]))?;
+    crate::build_release(&[])?;
     let name = match &o.baseline {
         Some(n) => n.clone(),
         None => commit_name()?,

@@ -46,26 +46,7 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
     if !inner {
         setup::setup()?;
         setup::setup_packages(&["podman"])?;
-        run(
-            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(root())
-                .args([
-                    "build",
-                    "--release",
-                    "-p",
-                    "berth",
-                    "--bin",
-                    "berth-runc",
-                    "--bin",
-                    "berth",
-                    "--bin",
-                    "berth-monitor",
-                    "--example",
-                    "net-setup",
-                    "--example",
-                    "unpack",
-                ]),
-        )?;
+        crate::build_release(&["--example", "net-setup", "--example", "unpack"])?;
         // The busybox image for section 2, written before the namespaces (it
         // is built with cargo).
         let dir = root().join("target/compare");
@@ -130,26 +111,35 @@ fn runtimes(rounds: usize, dir: &Path) -> Result<Section> {
             .arg(format!("cmp-{name}-{round}"));
         c
     })?;
-    let (md, stats) = table(
+    section(
         &names,
         &times,
         "| runtime | runs | median ms | min ms | max ms | it / berth-runc (median) |",
-    );
-    let title = format!(
-        "`RUNTIME run` of busybox `true` (create+start+wait+delete), {rounds} interleaved rounds"
-    );
+        format!(
+            "`RUNTIME run` of busybox `true` (create+start+wait+delete), {rounds} interleaved rounds"
+        ),
+        &[("berth-runc", "crun", 1.0), ("berth-runc", "runc", 1.0)],
+    )
+}
+
+/// A section of `times`: its table, printed under `title`, and the goals of
+/// `pairs`; an error when berth (the first name) never succeeded.
+fn section(
+    names: &[String],
+    times: &[Vec<Duration>],
+    header: &str,
+    title: String,
+    pairs: &[(&str, &str, f64)],
+) -> Result<Section> {
+    let (md, stats) = table(names, times, header);
     println!("\n{title}:\n\n{md}");
     if stats[0].is_none() {
-        bail!("berth-runc never succeeded");
+        bail!("{} never succeeded", names[0]);
     }
     Ok(Section {
+        goals: goals(names, &stats, pairs),
         title,
         md,
-        goals: goals(
-            &names,
-            &stats,
-            &[("berth-runc", "crun", 1.0), ("berth-runc", "runc", 1.0)],
-        ),
     })
 }
 
@@ -293,15 +283,6 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<Section> {
         c.args(&argv[1..]);
         c
     })?;
-    let (md, stats) = table(
-        &names,
-        &times,
-        "| command | runs | median ms | min ms | max ms | it / berth run --rm (median) |",
-    );
-    let title = format!(
-        "busybox `true` from the image (berth, podman) or the bundle (berth-runc), --network none unless it says bridge (berth's default network: a veth, an address, a bridge), {rounds} interleaved rounds"
-    );
-    println!("\n{title}:\n\n{md}");
     // The default bridge of this private root (its own bridge and nftables
     // table): removing it puts ip_forward back as it was.
     let _ = Command::new(&berth)
@@ -315,18 +296,15 @@ fn engine_runs(rounds: usize, dir: &Path, bundle: &Path) -> Result<Section> {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_dir_all(&podman_root);
-    if stats[0].is_none() {
-        bail!("berth run never succeeded");
-    }
-    Ok(Section {
-        title,
-        md,
-        goals: goals(
-            &names,
-            &stats,
-            &[("berth run --rm", "podman run --rm", 5.0)],
+    section(
+        &names,
+        &times,
+        "| command | runs | median ms | min ms | max ms | it / berth run --rm (median) |",
+        format!(
+            "busybox `true` from the image (berth, podman) or the bundle (berth-runc), --network none unless it says bridge (berth's default network: a veth, an address, a bridge), {rounds} interleaved rounds"
         ),
-    })
+        &[("berth run --rm", "podman run --rm", 5.0)],
+    )
 }
 
 /// Runs command `make(i, round)` for each name, round after round, and keeps
@@ -529,31 +507,19 @@ fn network_runs(rounds: usize, dir: &Path) -> Result<Section> {
     let _ = Command::new("ip").args(["link", "del", "cnibr0"]).status();
     let _ = std::fs::remove_dir_all(&net_root);
     let _ = std::fs::remove_dir_all(&cni_data);
-    let (md, stats) = table(
+    section(
         &names,
         &times,
         "| one container's network | runs | median ms | min ms | max ms | it / berth setup (median) |",
-    );
-    let title = format!(
-        "one container's network set up (address lease, veth pair, bridge, address, default route) in a fresh namespace, then torn down (lease given back, veth deleted) while the namespace is still there, as a runtime calls CNI's DEL; each a whole process, {rounds} interleaved rounds"
-    );
-    println!("\n{title}:\n\n{md}");
-    if stats[0].is_none() {
-        bail!("berth's net-setup never succeeded");
-    }
-    Ok(Section {
-        title,
-        md,
-        goals: goals(
-            &names,
-            &stats,
-            &[
-                ("berth setup", "CNI bridge plugin ADD", 3.0),
-                // No goal: both wait for the kernel's veth deletion.
-                ("berth teardown", "CNI bridge plugin DEL", 0.0),
-            ],
+        format!(
+            "one container's network set up (address lease, veth pair, bridge, address, default route) in a fresh namespace, then torn down (lease given back, veth deleted) while the namespace is still there, as a runtime calls CNI's DEL; each a whole process, {rounds} interleaved rounds"
         ),
-    })
+        &[
+            ("berth setup", "CNI bridge plugin ADD", 3.0),
+            // No goal: both wait for the kernel's veth deletion.
+            ("berth teardown", "CNI bridge plugin DEL", 0.0),
+        ],
+    )
 }
 
 /// Section 4: unpacking four 50 MB layers, berth beside `tar -x`, into a tmpfs
@@ -612,31 +578,19 @@ fn unpack_runs(rounds: usize, dir: &Path) -> Result<Section> {
         .map(|l| std::fs::metadata(l).map(|m| m.len()).unwrap_or(0))
         .sum::<u64>()
         >> 20;
-    let (md, stats) = table(
+    section(
         &names,
         &times,
         "| unpack | runs | median ms | min ms | max ms | it / berth (median) |",
-    );
-    let title = format!(
-        "unpacking four layers ({mb} MiB of tar: 40 files of 1 MB and 2,500 of 4 KB each) into a tmpfs, {rounds} interleaved rounds"
-    );
-    println!("\n{title}:\n\n{md}");
-    if stats[0].is_none() {
-        bail!("berth's unpack never succeeded");
-    }
-    Ok(Section {
-        title,
-        md,
-        goals: goals(
-            &names,
-            &stats,
-            &[(
-                "berth (4 layers in parallel)",
-                "tar -x (one after another)",
-                1.0,
-            )],
+        format!(
+            "unpacking four layers ({mb} MiB of tar: 40 files of 1 MB and 2,500 of 4 KB each) into a tmpfs, {rounds} interleaved rounds"
         ),
-    })
+        &[(
+            "berth (4 layers in parallel)",
+            "tar -x (one after another)",
+            1.0,
+        )],
+    )
 }
 
 /// Writes target/compare/compare.md (every table and the goals) and

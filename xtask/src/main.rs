@@ -404,6 +404,22 @@ fn image(name: &str, data_root: &Path, output: Option<PathBuf>) -> Result<()> {
         .arg(&tar))
 }
 
+/// Builds berth's three binaries in the release profile (what bench and
+/// compare measure), with `extra` cargo arguments (examples).
+pub fn build_release(extra: &[&str]) -> Result<()> {
+    run(cargo()
+        .args(["build", "--release", "-p", "berth"])
+        .args([
+            "--bin",
+            "berth-runc",
+            "--bin",
+            "berth",
+            "--bin",
+            "berth-monitor",
+        ])
+        .args(extra))
+}
+
 /// Writes busybox:latest (from Debian's busybox-static) as an OCI layout tar,
 /// with berth's image builder run as an example program: the xtask does not
 /// link berth, so it builds before `setup` has installed libseccomp.

@@ -2,12 +2,50 @@
 
 use std::collections::BTreeSet;
 
-use berth_model::cgroups::{Controller, Limit};
+use berth_model::cgroups::devices::{Kind, access_text};
+use berth_model::cgroups::{Controller, Hierarchy, Limit};
 
 use super::observe;
 use super::reference::{CASE, CgState};
 use super::sut::Sut;
 use super::transitions::{Outcome, Transition};
+
+/// What the kernel and the model say a process in `path` (directory `dir`)
+/// may do with the probed devices. v2 probes a frozen cgroup not (its
+/// probe would freeze); v1's devices hierarchy has no freezer.
+fn devices(sut: &Sut, h: &Hierarchy, path: &str, dir: &std::path::Path, what: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    if h.v2 && h.is_frozen(path) {
+        return p;
+    }
+    let show = |(major, minor, a): (u32, u32, u8)| format!("c {major}:{minor} {}", access_text(a));
+    match sut.prober.allowed_in(dir, h.v2) {
+        Ok(got) => {
+            let want: BTreeSet<String> = observe::PROBED
+                .iter()
+                .flat_map(|(ma, mi)| observe::ACCESSES.iter().map(move |a| (*ma, *mi, *a)))
+                .filter(|(ma, mi, a)| h.device_allowed(path, Kind::Char, *ma, *mi, *a))
+                .map(show)
+                .collect();
+            let got = got.into_iter().map(show).collect();
+            p.extend(crate::diff(
+                &format!("{what}: devices a process may use"),
+                &want,
+                &got,
+            ));
+        }
+        Err(e) => p.push(format!("{what}: {e}")),
+    }
+    if !h.v2 {
+        let want: BTreeSet<String> = h.cgroups[path].devices.list().into_iter().collect();
+        p.extend(crate::diff(
+            &format!("{what}: devices.list"),
+            &want,
+            &observe::devices_list(dir),
+        ));
+    }
+    p
+}
 
 /// The step's outcome is the model's.
 pub fn outcome(t: &Transition, want: Option<&Outcome>, got: &Outcome) {
@@ -133,6 +171,9 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
                         "{label}: {shown}: berth says frozen {says}, the model {model}"
                     ));
                 }
+            }
+            if w.v2 || w.controllers.contains(&Controller::Devices) {
+                p.extend(devices(sut, h, &path, &dir, &format!("{label}: {shown}")));
             }
             if freezer {
                 let (own, eff) = observe::freezer(&dir, w.v2);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use berth::oci::cgroups::{Layout as HostLayout, layout};
 use berth_model::cgroups::Controller;
+use berth_model::cgroups::devices::{MKNOD, READ, WRITE};
 
 /// One hierarchy the machine watches: v2 or not, its controllers, its mount.
 #[derive(Debug, Clone)]
@@ -39,6 +40,7 @@ pub fn name(c: Controller, v2: bool) -> &'static str {
         Controller::Pids => "pids",
         Controller::Hugetlb => "hugetlb",
         Controller::Freezer => "freezer",
+        Controller::Devices => "devices",
     }
 }
 
@@ -62,7 +64,10 @@ pub fn hierarchies() -> Vec<Watched> {
         }
         Ok(HostLayout::V1 { controllers, .. }) => {
             let mut out = Vec::new();
-            for c in WANTED.into_iter().chain([Controller::Freezer]) {
+            for c in WANTED
+                .into_iter()
+                .chain([Controller::Freezer, Controller::Devices])
+            {
                 if let Some(m) = controllers.get(name(c, false)) {
                     out.push(Watched {
                         v2: false,
@@ -161,4 +166,187 @@ pub fn limits(dir: &Path, v2: bool) -> BTreeMap<&'static str, Option<String>> {
         ]
     };
     files.iter().map(|f| (*f, read(dir, f))).collect()
+}
+
+/// The devices probed, all character devices: (major, minor). /dev/null's,
+/// /dev/zero's and /dev/tty's numbers, and 1:0, which no driver has (its
+/// open fails with ENXIO once the cgroup let it through).
+pub const PROBED: [(u32, u32); 4] = [(1, 3), (1, 5), (5, 0), (1, 0)];
+
+/// The accesses probed: an open for reading, for writing, for both (one
+/// request of both bits), and mknod.
+pub const ACCESSES: [u8; 4] = [READ, WRITE, READ | WRITE, MKNOD];
+
+/// Asks the kernel itself what a process in a cgroup may do with devices:
+/// a forked process joins the cgroup and opens nodes of the probed devices
+/// (made in a directory of the prober's own) and makes one; EPERM is the
+/// cgroup's refusal, anything else got past it.
+pub struct Prober {
+    dir: tempfile::TempDir,
+    nodes: Vec<std::ffi::CString>,
+    made: std::ffi::CString,
+}
+
+fn cstring(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("a path without NUL")
+}
+
+impl Prober {
+    /// The nodes, made.
+    pub fn new() -> Prober {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-harness-dev")
+            .tempdir()
+            .expect("a directory for device nodes");
+        let nodes = PROBED
+            .iter()
+            .map(|(major, minor)| {
+                let path = dir.path().join(format!("c{major}_{minor}"));
+                nix::sys::stat::mknod(
+                    &path,
+                    nix::sys::stat::SFlag::S_IFCHR,
+                    nix::sys::stat::Mode::from_bits_truncate(0o600),
+                    nix::sys::stat::makedev(u64::from(*major), u64::from(*minor)),
+                )
+                .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+                cstring(&path)
+            })
+            .collect();
+        let made = cstring(&dir.path().join("made"));
+        Prober { dir, nodes, made }
+    }
+
+    /// The probed (major, minor, access) a process in the cgroup whose
+    /// `cgroup.procs` is `procs` may use.
+    pub fn allowed(&self, procs: &Path) -> Result<BTreeSet<(u32, u32, u8)>, String> {
+        const N: usize = PROBED.len() * ACCESSES.len();
+        let procs = cstring(procs);
+        let mut fds = [0i32; 2];
+        // SAFETY: a pipe into a two-element array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: the child makes raw system calls only (no allocation, no
+        // locks) and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                let mut out = [0u8; N];
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    libc::_exit(2);
+                }
+                libc::close(fd);
+                let mut i = 0;
+                for (d, (major, minor)) in PROBED.iter().enumerate() {
+                    for a in ACCESSES {
+                        let (r, errno) = if a == MKNOD {
+                            libc::unlink(self.made.as_ptr());
+                            let dev = libc::makedev(*major, *minor);
+                            let r = libc::mknod(self.made.as_ptr(), libc::S_IFCHR | 0o600, dev);
+                            let errno = *libc::__errno_location();
+                            libc::unlink(self.made.as_ptr());
+                            (r, errno)
+                        } else {
+                            let mode = match a {
+                                READ => libc::O_RDONLY,
+                                WRITE => libc::O_WRONLY,
+                                _ => libc::O_RDWR,
+                            };
+                            let flags = mode | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+                            let fd = libc::open(self.nodes[d].as_ptr(), flags);
+                            let errno = *libc::__errno_location();
+                            if fd >= 0 {
+                                libc::close(fd);
+                            }
+                            (fd, errno)
+                        };
+                        out[i] = if r >= 0 {
+                            0
+                        } else {
+                            match errno {
+                                libc::EPERM => 1,
+                                libc::EACCES => 3,
+                                _ => 0,
+                            }
+                        };
+                        i += 1;
+                    }
+                }
+                let ok = libc::write(fds[1], out.as_ptr().cast(), N) == N as isize;
+                libc::_exit(if ok { 0 } else { 3 });
+            }
+        }
+        // SAFETY: our end of the pipe; the child's is closed here.
+        unsafe { libc::close(fds[1]) };
+        let mut out = [0u8; N];
+        // SAFETY: reading into a buffer of N bytes.
+        let n = unsafe { libc::read(fds[0], out.as_mut_ptr().cast(), N) };
+        // SAFETY: closing our descriptor and waiting for our own child.
+        let mut status = 0;
+        unsafe {
+            libc::close(fds[0]);
+            libc::waitpid(pid, &mut status, 0);
+        }
+        if pid < 0 || n != N as isize {
+            return Err(format!(
+                "the probe in {} failed (exit status {status}: 2 = it could not join the cgroup)",
+                procs.to_string_lossy()
+            ));
+        }
+        if out.contains(&3) {
+            return Err(format!(
+                "the probe's nodes in {} cannot be opened (EACCES: a nodev mount?)",
+                self.dir.path().display()
+            ));
+        }
+        let mut allowed = BTreeSet::new();
+        let grid = PROBED
+            .iter()
+            .flat_map(|(ma, mi)| ACCESSES.iter().map(move |a| (*ma, *mi, *a)));
+        for ((major, minor, a), r) in grid.zip(out) {
+            if r == 0 {
+                allowed.insert((major, minor, a));
+            }
+        }
+        Ok(allowed)
+    }
+
+    /// What a process in `dir` may use: it joins `dir` (v1) or, v2, a
+    /// leaf made below it for the moment (v2 lets no process into a cgroup
+    /// that enables controllers for its children; a leaf's programs are
+    /// its parent's).
+    pub fn allowed_in(&self, dir: &Path, v2: bool) -> Result<BTreeSet<(u32, u32, u8)>, String> {
+        if !v2 {
+            return self.allowed(&dir.join("cgroup.procs"));
+        }
+        let leaf = dir.join("berth-probe");
+        std::fs::create_dir(&leaf).map_err(|e| format!("mkdir {}: {e}", leaf.display()))?;
+        let r = self.allowed(&leaf.join("cgroup.procs"));
+        let mut gone = std::fs::remove_dir(&leaf);
+        for _ in 0..100 {
+            if gone.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            gone = std::fs::remove_dir(&leaf);
+        }
+        gone.map_err(|e| format!("rmdir {}: {e}", leaf.display()))?;
+        r
+    }
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        Prober::new()
+    }
+}
+
+/// v1: the lines of `devices.list`.
+pub fn devices_list(dir: &Path) -> BTreeSet<String> {
+    read(dir, "devices.list")
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

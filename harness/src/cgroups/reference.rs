@@ -48,7 +48,8 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
         Err(Refusal::NoSuchFile(..)) => Outcome::NoSuchFile,
         Err(Refusal::InternalProcess(_)) => Outcome::InternalProcess,
         Err(Refusal::Busy(_)) => Outcome::Busy,
-        Err(Refusal::QuotaAboveParent(_)) => Outcome::Invalid,
+        Err(Refusal::QuotaAboveParent(_) | Refusal::DevicesWithChildren(_)) => Outcome::Invalid,
+        Err(Refusal::DeviceNotPermitted(_)) => Outcome::NotPermitted,
         Err(other) => Outcome::Other(format!("model: {other:?}")),
     }
 }
@@ -150,6 +151,15 @@ pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
                 .for_controller(Controller::Freezer)
                 .and_then(|h| h.freeze(&full(p), on))
         }
+        // v1: berth writes the rules in order to devices.allow / devices.deny
+        // and stops at the first refused; v2: it replaces the program.
+        Transition::Devices(p, rules) if v2 => hs
+            .first_mut()
+            .map_or(Ok(()), |h| h.set_device_filter(&full(p), rules)),
+        Transition::Devices(p, rules) => s
+            .layout
+            .for_controller(Controller::Devices)
+            .and_then(|h| rules.iter().try_for_each(|r| h.write_devices(&full(p), r))),
         Transition::Remove(p) => hs.iter_mut().try_for_each(|h| remove(h, &full(p))),
         Transition::Exit(pid) => {
             for h in hs.iter_mut() {

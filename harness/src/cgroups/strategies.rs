@@ -1,7 +1,10 @@
 //! Steps over four nested paths and four processes, so that cgroups get
 //! children and processes often, and the no-internal-process rule and the
-//! freezer's inheritance come up.
+//! freezer's inheritance come up. Device rules name the numbers the machine
+//! probes (majors 1 and 5, minors 0, 3 and 5) or `*`, mostly after an `a`
+//! rule as engines send them, sometimes without one.
 
+use berth_model::cgroups::devices::{Kind, Rule};
 use proptest::prelude::*;
 
 use super::reference::CgState;
@@ -23,6 +26,43 @@ fn limit() -> impl Strategy<Value = SetLimit> {
     ]
 }
 
+fn device_rule() -> impl Strategy<Value = Rule> {
+    (
+        any::<bool>(),
+        prop::sample::select(vec![Kind::Char, Kind::Char, Kind::Block]),
+        prop::sample::select(vec![Some(1u32), Some(5), None]),
+        prop::sample::select(vec![Some(3u32), Some(5), Some(0), None]),
+        1u8..8,
+    )
+        .prop_map(|(allow, kind, major, minor, access)| Rule {
+            allow,
+            kind: Some(kind),
+            major,
+            minor,
+            access,
+        })
+}
+
+/// A list of device rules: usually `deny a` (or `allow a`) and up to three
+/// more, sometimes rules alone.
+pub fn device_rules() -> impl Strategy<Value = Vec<Rule>> {
+    (
+        prop_oneof![
+            3 => Just(Some(Rule::all(false))),
+            1 => Just(Some(Rule::all(true))),
+            2 => Just(None),
+        ],
+        prop::collection::vec(device_rule(), 0..4),
+    )
+        .prop_map(|(lead, rest)| {
+            let mut rules: Vec<Rule> = lead.into_iter().chain(rest).collect();
+            if rules.is_empty() {
+                rules.push(Rule::all(false));
+            }
+            rules
+        })
+}
+
 /// The steps possible from any state.
 pub fn transitions(_state: &CgState) -> BoxedStrategy<Transition> {
     let path = || prop::sample::select(PATHS.to_vec()).prop_map(str::to_string);
@@ -31,6 +71,7 @@ pub fn transitions(_state: &CgState) -> BoxedStrategy<Transition> {
         3 => path().prop_map(Transition::Make),
         3 => (proc_(), path()).prop_map(|(p, c)| Transition::Add(p, c)),
         2 => (path(), limit()).prop_map(|(c, l)| Transition::Set(c, l)),
+        2 => (path(), device_rules()).prop_map(|(c, r)| Transition::Devices(c, r)),
         1 => path().prop_map(Transition::Freeze),
         1 => path().prop_map(Transition::Thaw),
         1 => path().prop_map(Transition::Remove),

@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use berth::oci::cgroups::{Cgroup, CgroupPaths, manager, resolve};
 use berth::oci::error::Error;
+use berth_model::cgroups::devices::{Kind, Rule, access_text};
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
 };
 use proptest_state_machine::StateMachineTest;
 
 use super::assertions;
-use super::observe::{Watched, hierarchies};
+use super::observe::{Prober, Watched, hierarchies};
 use super::reference::{CgRef, CgState};
 use super::transitions::{Outcome, SetLimit, Transition};
 
@@ -29,6 +31,8 @@ pub struct Sut {
     pub procs: BTreeMap<u32, Child>,
     /// The last step.
     pub step: Option<Transition>,
+    /// Asks the kernel which devices a cgroup's processes may use.
+    pub prober: Prober,
 }
 
 /// The CFS period every quota is set with, in µs.
@@ -67,6 +71,26 @@ fn resources(l: SetLimit) -> LinuxResources {
     r.build().expect("resources")
 }
 
+/// One device rule as OCI's `linux.resources.devices` holds it.
+fn device_rule(r: &Rule) -> LinuxDeviceCgroup {
+    let typ = match r.kind {
+        None => LinuxDeviceType::A,
+        Some(Kind::Char) => LinuxDeviceType::C,
+        Some(Kind::Block) => LinuxDeviceType::B,
+    };
+    let mut b = LinuxDeviceCgroupBuilder::default()
+        .allow(r.allow)
+        .typ(typ)
+        .access(access_text(r.access));
+    if let Some(m) = r.major {
+        b = b.major(i64::from(m));
+    }
+    if let Some(m) = r.minor {
+        b = b.minor(i64::from(m));
+    }
+    b.build().expect("device rule")
+}
+
 impl Sut {
     /// The case's cgroup, made by berth's manager.
     pub fn new() -> Sut {
@@ -81,6 +105,7 @@ impl Sut {
             watched: hierarchies(),
             procs: BTreeMap::new(),
             step: None,
+            prober: Prober::new(),
         };
         sut.manager("")
             .create()
@@ -133,6 +158,7 @@ impl Sut {
                     }
                     Some(libc::EBUSY) => Outcome::InternalProcess,
                     Some(libc::EINVAL) => Outcome::Invalid,
+                    Some(libc::EPERM) => Outcome::NotPermitted,
                     _ => Outcome::Other(e.to_string()),
                 }
             }
@@ -181,6 +207,13 @@ impl Sut {
                 self.outcome(p, r)
             }
             Transition::Set(p, l) => self.outcome(p, self.manager(p).set(&resources(*l))),
+            Transition::Devices(p, rules) => {
+                let res = LinuxResourcesBuilder::default()
+                    .devices(rules.iter().map(device_rule).collect::<Vec<_>>())
+                    .build()
+                    .expect("resources");
+                self.outcome(p, self.manager(p).set(&res))
+            }
             Transition::Freeze(p) => self.outcome(p, self.manager(p).freeze()),
             Transition::Thaw(p) => self.outcome(p, self.manager(p).thaw()),
             Transition::Remove(p) => self.outcome(p, self.manager(p).remove()),

@@ -1,5 +1,7 @@
 //! What can happen, and what may come of it.
 
+use berth_model::cgroups::devices::Rule;
+
 /// A limit the machine sets (`linux.resources`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetLimit {
@@ -29,6 +31,8 @@ pub enum Transition {
     Freeze(String),
     /// Thaws it.
     Thaw(String),
+    /// Sets its device rules (`linux.resources.devices`, in order).
+    Devices(String, Vec<Rule>),
     /// Removes it and the empty cgroups below it.
     Remove(String),
     /// A process ends (SIGKILL).
@@ -48,8 +52,11 @@ pub enum Outcome {
     InternalProcess,
     /// EBUSY on removal.
     Busy,
-    /// EINVAL: v1's cpu quota above the one in force over it.
+    /// EINVAL: v1's cpu quota above the one in force over it, or `a`
+    /// written to the device rules of a cgroup with children.
     Invalid,
+    /// EPERM: v1's device rule giving more than the parent has.
+    NotPermitted,
     /// Anything else: never expected.
     Other(String),
 }

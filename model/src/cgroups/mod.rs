@@ -25,8 +25,12 @@
 //!   descendant holds: the write fails with EINVAL (the kernel's CFS bandwidth
 //!   check, `tg_cfs_schedulable_down`). v2 takes the smaller of the two instead.
 //!   (All quotas here share the 100 ms period, so quotas compare directly.)
+//! - Device access ([`devices`]): v1's devices controller (a default and
+//!   exceptions per cgroup, a child never gaining what its parent lacks), and
+//!   v2's filter programs, every one along the path having to allow.
 //! - [`oci`] maps `linux.resources` fields to the files of each version.
 
+pub mod devices;
 pub mod oci;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +55,8 @@ pub enum Controller {
     Hugetlb,
     /// v1's freezer (v2 has cgroup.freeze in every cgroup)
     Freezer,
+    /// v1's devices controller (v2 attaches filter programs instead)
+    Devices,
 }
 
 impl Controller {
@@ -125,6 +131,11 @@ pub enum Refusal {
     /// EINVAL (v1): the cpu quota would exceed the one in force above, or
     /// leave a descendant's above its own.
     QuotaAboveParent(String),
+    /// EPERM (v1): a device rule would give the cgroup access its parent
+    /// does not have.
+    DeviceNotPermitted(String),
+    /// EINVAL (v1): `a` written to the device rules of a cgroup with children.
+    DevicesWithChildren(String),
 }
 
 /// The hierarchies of a machine: one for v2, one per controller (group) for v1.
@@ -143,11 +154,12 @@ impl Layout {
     }
 
     /// v1 as `cargo xtask vm-test` mounts it: cpu (with cpuacct), cpuset, io
-    /// (blkio), memory, pids, hugetlb and freezer each in their own hierarchy.
+    /// (blkio), memory, pids, hugetlb, freezer and devices each in their own
+    /// hierarchy.
     pub fn v1() -> Self {
         use Controller::*;
         Layout {
-            hierarchies: [Cpu, Cpuset, Io, Memory, Pids, Hugetlb, Freezer]
+            hierarchies: [Cpu, Cpuset, Io, Memory, Pids, Hugetlb, Freezer, Devices]
                 .into_iter()
                 .map(|c| Hierarchy::new(false, [c]))
                 .collect(),
@@ -157,7 +169,7 @@ impl Layout {
     /// The hierarchy that holds `ctl`.
     pub fn for_controller(&mut self, ctl: Controller) -> Result<&mut Hierarchy, Refusal> {
         let v2 = self.hierarchies.first().is_some_and(|h| h.v2);
-        let ctl = if v2 && ctl == Controller::Freezer {
+        let ctl = if v2 && matches!(ctl, Controller::Freezer | Controller::Devices) {
             Controller::Cpu
         } else {
             ctl
@@ -190,6 +202,10 @@ pub struct Cgroup {
     pub limits: BTreeMap<Limit, u64>,
     /// cgroup.freeze (v2) / freezer.state FROZEN (v1).
     pub frozen: bool,
+    /// v1's device state (the devices hierarchy's).
+    pub devices: devices::Devices,
+    /// v2: what the device program berth attached here decides, if any.
+    pub device_filter: Option<devices::Devices>,
 }
 
 /// One hierarchy.
@@ -254,7 +270,15 @@ impl Hierarchy {
         if self.cgroups.contains_key(path) {
             return Err(Refusal::Exists(path.into()));
         }
-        self.cgroups.insert(path.into(), Cgroup::default());
+        // v1's device state starts as a copy of the parent's.
+        let devices = self.cgroups[parent].devices.clone();
+        self.cgroups.insert(
+            path.into(),
+            Cgroup {
+                devices,
+                ..Cgroup::default()
+            },
+        );
         Ok(())
     }
 

@@ -317,3 +317,121 @@ fn a_v1_cpu_quota_may_not_exceed_the_one_above_it_and_v2_takes_the_smaller() {
         .expect("v2 allows it");
     assert_eq!(h.effective("/a/b", Limit::CpuQuota), Ok(Some(50_000)));
 }
+
+fn dev(
+    allow: bool,
+    kind: devices::Kind,
+    major: Option<u32>,
+    minor: Option<u32>,
+    access: u8,
+) -> devices::Rule {
+    devices::Rule {
+        allow,
+        kind: Some(kind),
+        major,
+        minor,
+        access,
+    }
+}
+
+fn v1_devices() -> Hierarchy {
+    Hierarchy::new(false, [Controller::Devices])
+}
+
+/// Measured on this project's host (6.1, v1): `deny a`, `allow c 1:3 rw`,
+/// `deny c 1:3 w` lists `c 1:3 r`; an O_RDWR open is then refused; a child
+/// may take `c 1:3 r` but neither `c 1:5 r` nor `c 1:3 rw`.
+#[test]
+fn v1_devices_take_bits_away_from_the_exact_exception_and_children_stay_within() {
+    use devices::{Kind::Char, READ, Rule, WRITE};
+    let mut h = v1_devices();
+    h.mkdir("/x").expect("mkdir");
+    h.write_devices("/x", &Rule::all(false)).expect("deny a");
+    h.write_devices("/x", &dev(true, Char, Some(1), Some(3), READ | WRITE))
+        .expect("allow");
+    h.write_devices("/x", &dev(false, Char, Some(1), Some(3), WRITE))
+        .expect("deny");
+    assert_eq!(h.cgroups["/x"].devices.list(), vec!["c 1:3 r".to_string()]);
+    assert!(h.device_allowed("/x", Char, 1, 3, READ));
+    assert!(!h.device_allowed("/x", Char, 1, 3, READ | WRITE));
+    h.mkdir("/x/k").expect("mkdir");
+    assert_eq!(h.cgroups["/x/k"].devices, h.cgroups["/x"].devices, "a copy");
+    assert_eq!(
+        h.write_devices("/x/k", &dev(true, Char, Some(1), Some(5), READ)),
+        Err(Refusal::DeviceNotPermitted("/x/k".into()))
+    );
+    h.write_devices("/x/k", &dev(true, Char, Some(1), Some(3), READ))
+        .expect("within the parent's");
+    assert_eq!(
+        h.write_devices("/x/k", &dev(true, Char, Some(1), Some(3), READ | WRITE)),
+        Err(Refusal::DeviceNotPermitted("/x/k".into()))
+    );
+    assert_eq!(
+        h.write_devices("/x", &Rule::all(false)),
+        Err(Refusal::DevicesWithChildren("/x".into())),
+        "`a` with children is EINVAL"
+    );
+}
+
+/// Measured too: a parent's new denial reaches an allowing child, which can
+/// drop neither it nor a wildcard touching it; an allow only removes the
+/// exception of exactly its device.
+#[test]
+fn v1_denials_reach_the_children() {
+    use devices::{Kind::Char, READ, WRITE};
+    let mut h = v1_devices();
+    h.mkdir("/x").expect("mkdir");
+    h.mkdir("/x/k").expect("mkdir");
+    h.write_devices("/x", &dev(false, Char, Some(1), Some(3), WRITE))
+        .expect("deny");
+    assert_eq!(
+        h.cgroups["/x/k"].devices.list(),
+        vec!["a *:* rwm".to_string()]
+    );
+    assert!(!h.device_allowed("/x/k", Char, 1, 3, WRITE));
+    assert!(h.device_allowed("/x/k", Char, 1, 3, READ));
+    for rule in [
+        dev(true, Char, Some(1), Some(3), WRITE),
+        dev(true, Char, Some(1), None, WRITE),
+    ] {
+        assert_eq!(
+            h.write_devices("/x/k", &rule),
+            Err(Refusal::DeviceNotPermitted("/x/k".into())),
+            "{rule:?}"
+        );
+    }
+    h.write_devices("/x", &dev(true, Char, Some(1), None, WRITE))
+        .expect("an allow of another device");
+    assert!(!h.device_allowed("/x", Char, 1, 3, WRITE), "c 1:3 w stays");
+}
+
+/// v2: a program means its rules written to an allowing cgroup; every
+/// program on the path must allow; a new set replaces the cgroup's own.
+#[test]
+fn v2_device_programs_are_anded_along_the_path_and_replaced() {
+    use devices::{Kind::Char, READ, Rule, WRITE};
+    let mut h = v2();
+    h.mkdir("/x").expect("mkdir");
+    h.mkdir("/x/k").expect("mkdir");
+    let rules = [
+        Rule::all(false),
+        dev(true, Char, Some(1), Some(3), READ | WRITE),
+        dev(false, Char, Some(1), Some(3), WRITE),
+    ];
+    h.set_device_filter("/x/k", &rules).expect("attach");
+    assert!(h.device_allowed("/x/k", Char, 1, 3, READ));
+    assert!(!h.device_allowed("/x/k", Char, 1, 3, READ | WRITE), "as v1");
+    assert!(
+        h.device_allowed("/x", Char, 1, 5, READ),
+        "the parent has none"
+    );
+    h.set_device_filter("/x", &[dev(false, Char, Some(1), None, READ)])
+        .expect("attach");
+    assert!(
+        !h.device_allowed("/x/k", Char, 1, 3, READ),
+        "the parent's too"
+    );
+    h.set_device_filter("/x", &[Rule::all(true)])
+        .expect("replace");
+    assert!(h.device_allowed("/x/k", Char, 1, 3, READ), "replaced");
+}

@@ -2,10 +2,15 @@
 //! generated from the OCI device rules and attached to the container's cgroup.
 //!
 //! v2 has no devices controller; the kernel asks the programs attached to a
-//! task's cgroup instead. The rules keep v1's meaning: they are read in order and
-//! the last one that matches decides; when none matches, access is allowed unless
-//! a rule denied every device (`{"allow": false, "type": "a"}`), as a v1 cgroup
-//! that starts from "allow all" would do.
+//! task's cgroup and its ancestors instead, and every one must allow. The rules
+//! mean here what they mean on v1 (as runc makes them mean): they are first
+//! written, in order, to an emulated v1 cgroup that allows everything —
+//! `a` sets the default and clears the exceptions, a rule that agrees with
+//! the default takes access bits from the exception of exactly its device, one
+//! against the default adds them — and the program is compiled from the
+//! result. So `allow c 1:3 rw` then `deny c 1:3 w` leaves `c 1:3 r`, and an
+//! O_RDWR open of /dev/null is refused on v2 as it is on v1. A new set of
+//! rules replaces the program berth attached before.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -49,6 +54,7 @@ const AND64_K: u8 = 0x57;
 const RSH64_K: u8 = 0x77;
 const MOV64_K: u8 = 0xb7;
 const MOV64_X: u8 = 0xbf;
+const JEQ_K: u8 = 0x15; // if dst == imm: pc += off
 const JNE_K: u8 = 0x55; // if dst != imm: pc += off
 const EXIT: u8 = 0x95;
 
@@ -57,6 +63,7 @@ const DEV_CHAR: i32 = 2;
 const ACC_MKNOD: i32 = 1;
 const ACC_READ: i32 = 2;
 const ACC_WRITE: i32 = 4;
+const ACC_ALL: i32 = ACC_MKNOD | ACC_READ | ACC_WRITE;
 
 fn access_bits(access: &str) -> i32 {
     let a = if access.is_empty() { "rwm" } else { access };
@@ -70,6 +77,52 @@ fn access_bits(access: &str) -> i32 {
     })
 }
 
+/// An exception of the emulated v1 cgroup: type, major and minor (`None`:
+/// any), access bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Exception {
+    typ: i32,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: i32,
+}
+
+/// The emulated v1 cgroup after `rules`: whether it allows by default, and
+/// its exceptions (denials if it does, permissions if not).
+fn emulate(rules: &[LinuxDeviceCgroup]) -> (bool, Vec<Exception>) {
+    let mut allow = true;
+    let mut exceptions: Vec<Exception> = Vec::new();
+    for rule in rules {
+        let typ = match rule.typ().unwrap_or_default() {
+            LinuxDeviceType::A => {
+                allow = rule.allow();
+                exceptions.clear();
+                continue;
+            }
+            LinuxDeviceType::B => DEV_BLOCK,
+            _ => DEV_CHAR,
+        };
+        let ex = Exception {
+            typ,
+            major: rule.major().filter(|m| *m >= 0),
+            minor: rule.minor().filter(|m| *m >= 0),
+            access: access_bits(rule.access().as_deref().unwrap_or("")),
+        };
+        let same = |e: &Exception| (e.typ, e.major, e.minor) == (ex.typ, ex.major, ex.minor);
+        if rule.allow() == allow {
+            for e in exceptions.iter_mut().filter(|e| same(e)) {
+                e.access &= !ex.access;
+            }
+            exceptions.retain(|e| e.access != 0);
+        } else if let Some(e) = exceptions.iter_mut().find(|e| same(e)) {
+            e.access |= ex.access;
+        } else {
+            exceptions.push(ex);
+        }
+    }
+    (allow, exceptions)
+}
+
 /// The program for `rules`.
 pub fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
     // r1 = ctx: { u32 access_type (access << 16 | type); u32 major; u32 minor }
@@ -81,62 +134,37 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
         Insn::new(LDX_W, 4, 1, 4, 0),    // r4 = major
         Insn::new(LDX_W, 5, 1, 8, 0),    // r5 = minor
     ];
-    let deny_all = rules
-        .iter()
-        .any(|r| !r.allow() && r.typ().unwrap_or_default() == LinuxDeviceType::A);
-    // An allow-everything rule followed only by allows (--privileged, with its
-    // device list): every access is allowed, whatever the rest say.
-    let whole = |r: &LinuxDeviceCgroup| r.typ().unwrap_or_default() == LinuxDeviceType::A;
-    if let Some(k) = rules.iter().rposition(whole)
-        && rules[k..].iter().all(|r| r.allow())
-    {
-        p.push(Insn::new(MOV64_K, 0, 0, 0, 1));
-        p.push(Insn::new(EXIT, 0, 0, 0, 0));
-        return p;
-    }
-    // The last matching rule decides: test them from the last to the first.
-    for rule in rules.iter().rev() {
-        let mut block: Vec<Insn> = Vec::new();
-        let typ = rule.typ().unwrap_or_default();
-        let whole = typ == LinuxDeviceType::A;
-        if !whole {
-            let t = match typ {
-                LinuxDeviceType::B => DEV_BLOCK,
-                _ => DEV_CHAR,
-            };
-            block.push(Insn::new(JNE_K, 2, 0, 0, t));
-            let acc = access_bits(rule.access().as_deref().unwrap_or(""));
-            if acc != ACC_READ | ACC_WRITE | ACC_MKNOD {
-                // Matches only if every requested access bit is in the rule's set.
-                block.push(Insn::new(MOV64_X, 1, 3, 0, 0));
-                block.push(Insn::new(AND64_K, 1, 0, 0, !acc & 7));
-                block.push(Insn::new(JNE_K, 1, 0, 0, 0));
-            }
-            if let Some(m) = rule.major().filter(|m| *m >= 0) {
-                block.push(Insn::new(JNE_K, 4, 0, 0, m as i32));
-            }
-            if let Some(m) = rule.minor().filter(|m| *m >= 0) {
-                block.push(Insn::new(JNE_K, 5, 0, 0, m as i32));
-            }
+    let (allow, exceptions) = emulate(rules);
+    for ex in exceptions {
+        let mut block = vec![Insn::new(JNE_K, 2, 0, 0, ex.typ)];
+        if let Some(m) = ex.major {
+            block.push(Insn::new(JNE_K, 4, 0, 0, m as i32));
         }
-        block.push(Insn::new(MOV64_K, 0, 0, 0, i32::from(rule.allow())));
+        if let Some(m) = ex.minor {
+            block.push(Insn::new(JNE_K, 5, 0, 0, m as i32));
+        }
+        block.push(Insn::new(MOV64_X, 1, 3, 0, 0));
+        if allow {
+            // A denial: it decides if the request shares an access bit with it.
+            block.push(Insn::new(AND64_K, 1, 0, 0, ex.access));
+            block.push(Insn::new(JEQ_K, 1, 0, 0, 0));
+        } else {
+            // A permission: it decides if it has every bit asked for.
+            block.push(Insn::new(AND64_K, 1, 0, 0, !ex.access & ACC_ALL));
+            block.push(Insn::new(JNE_K, 1, 0, 0, 0));
+        }
+        block.push(Insn::new(MOV64_K, 0, 0, 0, i32::from(!allow)));
         block.push(Insn::new(EXIT, 0, 0, 0, 0));
         // Every test jumps past the end of its block.
         let len = block.len();
         for (i, insn) in block.iter_mut().enumerate() {
-            if insn.code == JNE_K {
+            if matches!(insn.code, JNE_K | JEQ_K) {
                 insn.off = (len - i - 1) as i16;
             }
         }
-        let unconditional = len == 2;
         p.extend(block);
-        if unconditional {
-            // It always decides: anything after it would be unreachable, which the
-            // verifier refuses.
-            return p;
-        }
     }
-    p.push(Insn::new(MOV64_K, 0, 0, 0, i32::from(!deny_all)));
+    p.push(Insn::new(MOV64_K, 0, 0, 0, i32::from(allow)));
     p.push(Insn::new(EXIT, 0, 0, 0, 0));
     p
 }
@@ -152,7 +180,22 @@ fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i64> {
     }
 }
 
-/// Loads the program for `rules` and attaches it to the cgroup at `dir`.
+/// The ids of the programs attached to the cgroup `cg` itself (not those it
+/// inherits).
+fn attached(cg: &std::fs::File) -> std::io::Result<Vec<u32>> {
+    let mut ids = [0u32; 64];
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_le_bytes());
+    attr[4..8].copy_from_slice(&6u32.to_le_bytes()); // BPF_CGROUP_DEVICE
+    attr[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_le_bytes());
+    attr[24..28].copy_from_slice(&(ids.len() as u32).to_le_bytes());
+    bpf(16, &mut attr)?; // BPF_PROG_QUERY
+    let n = u32::from_le_bytes([attr[24], attr[25], attr[26], attr[27]]) as usize;
+    Ok(ids[..n.min(ids.len())].to_vec())
+}
+
+/// Loads the program for `rules` and attaches it to the cgroup at `dir`, in
+/// place of the ones attached there before.
 pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     let code: Vec<u8> = program(rules).into_iter().flat_map(Insn::bytes).collect();
     let license = CString::new("Apache-2.0").expect("static");
@@ -194,17 +237,33 @@ pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         path: dir.to_path_buf(),
         source: e,
     })?;
+    let failed = |what: &str, e: std::io::Error| {
+        Error::Other(format!(
+            "linux.resources.devices: {what} the device filter of {}: {e}",
+            dir.display()
+        ))
+    };
+    let old = attached(&cg).map_err(|e| failed("listing", e))?;
+    // The new program first, then the old ones go: no moment without a filter.
     let mut attr = [0u8; 128];
     attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_le_bytes());
     attr[4..8].copy_from_slice(&(prog.as_raw_fd() as u32).to_le_bytes());
     attr[8..12].copy_from_slice(&6u32.to_le_bytes()); // BPF_CGROUP_DEVICE
     attr[12..16].copy_from_slice(&2u32.to_le_bytes()); // BPF_F_ALLOW_MULTI
-    bpf(8, &mut attr).map(drop).map_err(|e| {
-        Error::Other(format!(
-            "linux.resources.devices: attaching the device filter to {}: {e}",
-            dir.display()
-        ))
-    })
+    bpf(8, &mut attr).map_err(|e| failed("attaching", e))?; // BPF_PROG_ATTACH
+    for id in old {
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&id.to_le_bytes());
+        let fd = bpf(13, &mut attr).map_err(|e| failed("opening an old program of", e))?; // BPF_PROG_GET_FD_BY_ID
+        // SAFETY: BPF_PROG_GET_FD_BY_ID returned a new descriptor that we own.
+        let old = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&(cg.as_raw_fd() as u32).to_le_bytes());
+        attr[4..8].copy_from_slice(&(old.as_raw_fd() as u32).to_le_bytes());
+        attr[8..12].copy_from_slice(&6u32.to_le_bytes()); // BPF_CGROUP_DEVICE
+        bpf(9, &mut attr).map_err(|e| failed("detaching an old program from", e))?; // BPF_PROG_DETACH
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -248,6 +307,11 @@ mod tests {
                         pc += i.off as usize;
                     }
                 }
+                JEQ_K => {
+                    if r[dst] == i64::from(i.imm) {
+                        pc += i.off as usize;
+                    }
+                }
                 EXIT => return r[0],
                 _ => panic!("unknown op"),
             }
@@ -256,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn last_matching_rule_decides() {
+    fn rules_mean_what_they_mean_on_v1() {
         let rules = vec![
             rule(false, LinuxDeviceType::A, -1, -1, "rwm"),
             rule(true, LinuxDeviceType::C, 1, 3, "rwm"),
@@ -268,7 +332,12 @@ mod tests {
         assert_eq!(
             eval(&p, DEV_CHAR, ACC_WRITE, 1, 3),
             0,
-            "the later deny of w wins"
+            "the later deny of w takes it away"
+        );
+        assert_eq!(
+            eval(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 1, 3),
+            0,
+            "read and write at once: w is no longer there (v1 refuses it too)"
         );
         assert_eq!(
             eval(&p, DEV_CHAR, ACC_READ, 1, 5),
@@ -281,6 +350,19 @@ mod tests {
         let allow_by_default = program(&[rule(false, LinuxDeviceType::B, 8, 0, "rwm")]);
         assert_eq!(eval(&allow_by_default, DEV_CHAR, ACC_READ, 1, 5), 1);
         assert_eq!(eval(&allow_by_default, DEV_BLOCK, ACC_READ, 8, 0), 0);
+        // In an allowing cgroup a denial is refused on any shared bit, and an
+        // allow removes only the exception of exactly its device.
+        let wildcard = program(&[
+            rule(false, LinuxDeviceType::C, 1, -1, "w"),
+            rule(true, LinuxDeviceType::C, 1, 3, "w"),
+        ]);
+        assert_eq!(eval(&wildcard, DEV_CHAR, ACC_READ | ACC_WRITE, 1, 3), 0);
+        assert_eq!(eval(&wildcard, DEV_CHAR, ACC_READ, 1, 3), 1);
+        let privileged = program(&[
+            rule(true, LinuxDeviceType::A, -1, -1, "rwm"),
+            rule(true, LinuxDeviceType::C, 1, 3, "rwm"),
+        ]);
+        assert_eq!(eval(&privileged, DEV_BLOCK, ACC_ALL, 8, 0), 1);
     }
 
     /// The kernel itself enforces the program: a process in the cgroup may open
@@ -305,40 +387,43 @@ mod tests {
             rule(false, LinuxDeviceType::A, -1, -1, "rwm"),
             rule(true, LinuxDeviceType::C, 1, 3, "rwm"),
         ];
-        let attached = attach(&dir, &rules);
         let procs = CString::new(dir.join("cgroup.procs").to_str().expect("path")).expect("c");
         let (null, zero) = (
             CString::new("/dev/null").expect("c"),
             CString::new("/dev/zero").expect("c"),
         );
-        // SAFETY: the child only makes raw system calls and _exits.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            unsafe {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                let _ = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let ok_null = libc::open(null.as_ptr(), libc::O_RDONLY) >= 0;
-                let denied_zero = libc::open(zero.as_ptr(), libc::O_RDONLY) < 0
-                    && *libc::__errno_location() == libc::EPERM;
-                libc::_exit(if ok_null && denied_zero {
-                    0
-                } else if ok_null {
-                    2
-                } else {
-                    3
-                });
+        // Whether a process in the cgroup may open /dev/null and /dev/zero
+        // (bit 0 and 1 of its exit status).
+        let probe = || {
+            // SAFETY: the child only makes raw system calls and _exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                unsafe {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                    let _ = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    let null = libc::open(null.as_ptr(), libc::O_RDONLY) >= 0;
+                    let zero = libc::open(zero.as_ptr(), libc::O_RDONLY) >= 0;
+                    libc::_exit(i32::from(null) | (i32::from(zero) << 1));
+                }
             }
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert!(libc::WIFEXITED(status), "child died: {status}");
+            libc::WEXITSTATUS(status)
+        };
+        let first = attach(&dir, &rules).map(|()| probe());
+        // A new set of rules replaces the program (it is not added beside it).
+        let second = attach(&dir, &[rule(true, LinuxDeviceType::A, -1, -1, "rwm")]).map(|()| {
+            let cg = std::fs::File::open(&dir).expect("open cgroup");
+            (probe(), attached(&cg).map(|ids| ids.len()).unwrap_or(0))
+        });
         let _ = std::fs::remove_dir(&dir);
-        attached.expect("attach");
-        assert!(libc::WIFEXITED(status), "child died: {status}");
+        assert_eq!(first.expect("attach"), 1, "/dev/null only");
         assert_eq!(
-            libc::WEXITSTATUS(status),
-            0,
-            "2: /dev/zero was not denied, 3: /dev/null was denied"
+            second.expect("attach again"),
+            (3, 1),
+            "both devices, one program attached"
         );
     }
 }

@@ -168,18 +168,49 @@ impl V1 {
             return Ok(());
         };
         for rule in rules {
-            write(
-                dir,
-                if rule.allow() {
-                    "devices.allow"
-                } else {
-                    "devices.deny"
-                },
-                &device_rule(rule),
-            )?;
+            let file = if rule.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            let line = device_rule(rule);
+            match write(dir, file, &line) {
+                // `a` is refused (EINVAL) while the cgroup has children, and a
+                // child removed a moment ago counts until the kernel has taken
+                // it offline, a while after rmdir returned (as with cpu
+                // quotas, see `lift_quotas`). With no child left, it is
+                // written again until the kernel has caught up.
+                Err(Error::Cgroup { source, .. })
+                    if line == "a"
+                        && source.raw_os_error() == Some(libc::EINVAL)
+                        && !has_children(dir) =>
+                {
+                    let mut last = None;
+                    if !wait_until(|| match write(dir, file, &line) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            last = Some(e);
+                            false
+                        }
+                    }) {
+                        return Err(last.unwrap_or_else(|| {
+                            Error::Other(format!("{}: {line} refused", dir.display()))
+                        }));
+                    }
+                }
+                r => r?,
+            }
         }
         Ok(())
     }
+}
+
+/// Whether `dir` has a child cgroup.
+fn has_children(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    })
 }
 
 /// A device rule as the devices controller reads it: "c 1:3 rwm".

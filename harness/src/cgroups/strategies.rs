@@ -28,7 +28,7 @@ fn limit() -> impl Strategy<Value = SetLimit> {
 
 fn device_rule() -> impl Strategy<Value = Rule> {
     (
-        any::<bool>(),
+        prop::bool::weighted(0.65),
         prop::sample::select(vec![Kind::Char, Kind::Char, Kind::Block]),
         prop::sample::select(vec![Some(1u32), Some(5), None]),
         prop::sample::select(vec![Some(3u32), Some(5), Some(0), None]),
@@ -44,7 +44,10 @@ fn device_rule() -> impl Strategy<Value = Rule> {
 }
 
 /// A list of device rules: usually `deny a` (or `allow a`) and up to three
-/// more, sometimes rules alone.
+/// more, sometimes rules alone; often one more that names the device of an
+/// earlier one again (the same or the other verdict, other access), since
+/// what the kernel does with a second rule for the same device is where
+/// v1's exceptions are subtle.
 pub fn device_rules() -> impl Strategy<Value = Vec<Rule>> {
     (
         prop_oneof![
@@ -53,9 +56,18 @@ pub fn device_rules() -> impl Strategy<Value = Vec<Rule>> {
             2 => Just(None),
         ],
         prop::collection::vec(device_rule(), 0..4),
+        prop::option::weighted(0.5, (any::<prop::sample::Index>(), any::<bool>(), 1u8..8)),
     )
-        .prop_map(|(lead, rest)| {
-            let mut rules: Vec<Rule> = lead.into_iter().chain(rest).collect();
+        .prop_map(|(lead, rest, again)| {
+            let mut rules: Vec<Rule> = lead.into_iter().chain(rest.iter().copied()).collect();
+            if let Some((i, flip, access)) = again.filter(|_| !rest.is_empty()) {
+                let r = rest[i.index(rest.len())];
+                rules.push(Rule {
+                    allow: r.allow != flip,
+                    access,
+                    ..r
+                });
+            }
             if rules.is_empty() {
                 rules.push(Rule::all(false));
             }
@@ -63,15 +75,34 @@ pub fn device_rules() -> impl Strategy<Value = Vec<Rule>> {
         })
 }
 
-/// The steps possible from any state.
-pub fn transitions(_state: &CgState) -> BoxedStrategy<Transition> {
+/// The steps possible from any state. Limits and device rules go to a
+/// cgroup that exists three times in four (when one does).
+pub fn transitions(state: &CgState) -> BoxedStrategy<Transition> {
     let path = || prop::sample::select(PATHS.to_vec()).prop_map(str::to_string);
+    let existing: Vec<String> = PATHS
+        .iter()
+        .filter(|p| {
+            state
+                .layout
+                .hierarchies
+                .first()
+                .is_some_and(|h| h.cgroups.contains_key(&super::reference::full(p)))
+        })
+        .map(|p| p.to_string())
+        .collect();
+    let target = move || -> BoxedStrategy<String> {
+        if existing.is_empty() {
+            path().boxed()
+        } else {
+            prop_oneof![3 => prop::sample::select(existing.clone()), 1 => path()].boxed()
+        }
+    };
     let proc_ = || prop::sample::select(PROCS.to_vec());
     prop_oneof![
         3 => path().prop_map(Transition::Make),
         3 => (proc_(), path()).prop_map(|(p, c)| Transition::Add(p, c)),
-        2 => (path(), limit()).prop_map(|(c, l)| Transition::Set(c, l)),
-        2 => (path(), device_rules()).prop_map(|(c, r)| Transition::Devices(c, r)),
+        2 => (target(), limit()).prop_map(|(c, l)| Transition::Set(c, l)),
+        3 => (target(), device_rules()).prop_map(|(c, r)| Transition::Devices(c, r)),
         1 => path().prop_map(Transition::Freeze),
         1 => path().prop_map(Transition::Thaw),
         1 => path().prop_map(Transition::Remove),

@@ -56,8 +56,14 @@ pub fn outcome(t: &Transition, want: Option<&Outcome>, got: &Outcome) {
     );
 }
 
-/// The file a limit is in, and what it holds for the model's value.
+/// The file a limit is in, and what it holds for the model's value
+/// (`u64::MAX`: no limit, which v1 shows as its largest page-aligned value).
 fn limit_file(l: Limit, v: u64, v2: bool) -> Option<(&'static str, String)> {
+    let v = match (v, v2) {
+        (u64::MAX, true) => return limit_file(l, 0, v2).map(|(f, _)| (f, "max".into())),
+        (u64::MAX, false) => 9_223_372_036_854_771_712,
+        _ => v,
+    };
     Some(match (l, v2) {
         (Limit::MemoryMax, true) => ("memory.max", v.to_string()),
         (Limit::MemoryMax, false) => ("memory.limit_in_bytes", v.to_string()),
@@ -68,6 +74,8 @@ fn limit_file(l: Limit, v: u64, v2: bool) -> Option<(&'static str, String)> {
         (Limit::CpuQuota, false) => ("cpu.cfs_quota_us", v.to_string()),
         (Limit::MemoryLow, true) => ("memory.low", v.to_string()),
         (Limit::MemoryLow, false) => ("memory.soft_limit_in_bytes", v.to_string()),
+        (Limit::SwapMax, true) => ("memory.swap.max", v.to_string()),
+        (Limit::MemorySwapMax, false) => ("memory.memsw.limit_in_bytes", v.to_string()),
         _ => return None,
     })
 }

@@ -1,7 +1,7 @@
 //! Reading the cgroup filesystems: which hierarchies the host has (the
 //! model's layout is built from this), and each cgroup's files.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use berth::oci::cgroups::{Layout as HostLayout, layout};
@@ -144,28 +144,6 @@ pub fn freezer(dir: &Path, v2: bool) -> (bool, bool) {
         let eff = read(dir, "freezer.state").as_deref() == Some("FROZEN");
         (own, eff)
     }
-}
-
-/// Limit files of one cgroup as (file, content), for the files the machine writes.
-pub fn limits(dir: &Path, v2: bool) -> BTreeMap<&'static str, Option<String>> {
-    let files: &[&str] = if v2 {
-        &[
-            "memory.max",
-            "memory.low",
-            "pids.max",
-            "cpu.weight",
-            "cpu.max",
-        ]
-    } else {
-        &[
-            "memory.limit_in_bytes",
-            "memory.soft_limit_in_bytes",
-            "pids.max",
-            "cpu.shares",
-            "cpu.cfs_quota_us",
-        ]
-    };
-    files.iter().map(|f| (*f, read(dir, f))).collect()
 }
 
 /// The devices probed, all character devices: (major, minor). /dev/null's,

@@ -48,7 +48,11 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
         Err(Refusal::NoSuchFile(..)) => Outcome::NoSuchFile,
         Err(Refusal::InternalProcess(_)) => Outcome::InternalProcess,
         Err(Refusal::Busy(_)) => Outcome::Busy,
-        Err(Refusal::QuotaAboveParent(_) | Refusal::DevicesWithChildren(_)) => Outcome::Invalid,
+        Err(
+            Refusal::QuotaAboveParent(_)
+            | Refusal::DevicesWithChildren(_)
+            | Refusal::MemoryAboveSwap(_),
+        ) => Outcome::Invalid,
         Err(Refusal::DeviceNotPermitted(_)) => Outcome::NotPermitted,
         Err(other) => Outcome::Other(format!("model: {other:?}")),
     }
@@ -113,6 +117,29 @@ pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
         SetLimit::Shares(s) => (Limit::CpuWeight, s),
         SetLimit::Quota(q) => (Limit::CpuQuota, q),
         SetLimit::Reservation(b) => (Limit::MemoryLow, b),
+        SetLimit::Swap { limit, .. } => (Limit::MemoryMax, limit),
+    }
+}
+
+/// berth's memory+swap update: refused before anything is written when
+/// the total is below the memory limit; v1 writes the memory limit first,
+/// and when the kernel refuses it (above the memory+swap limit in force),
+/// the memory+swap limit first; v2 writes memory.max, then swap alone.
+fn set_swap(h: &mut Hierarchy, path: &str, limit: u64, total: Option<u64>) -> Result<(), Refusal> {
+    if total.is_some_and(|t| t < limit) {
+        return Err(Refusal::MemoryAboveSwap(path.into()));
+    }
+    if h.v2 {
+        h.set(path, Limit::MemoryMax, limit)?;
+        return h.set(path, Limit::SwapMax, total.map_or(u64::MAX, |t| t - limit));
+    }
+    let total = total.unwrap_or(u64::MAX);
+    match h.set(path, Limit::MemoryMax, limit) {
+        Ok(()) => h.set(path, Limit::MemorySwapMax, total),
+        Err(_) => {
+            h.set(path, Limit::MemorySwapMax, total)?;
+            h.set(path, Limit::MemoryMax, limit)
+        }
     }
 }
 
@@ -139,6 +166,10 @@ pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
             }
             r
         }
+        Transition::Set(p, SetLimit::Swap { limit, total }) => s
+            .layout
+            .for_controller(Controller::Memory)
+            .and_then(|h| set_swap(h, &full(p), *limit, *total)),
         Transition::Set(p, l) => {
             let (limit, value) = limit_of(*l, v2);
             s.layout

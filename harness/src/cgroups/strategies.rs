@@ -23,6 +23,21 @@ fn limit() -> impl Strategy<Value = SetLimit> {
         prop::sample::select(vec![512u64, 1024, 2048]).prop_map(SetLimit::Shares),
         prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000]).prop_map(SetLimit::Quota),
         prop::sample::select(vec![16u64 << 20, 48 << 20]).prop_map(SetLimit::Reservation),
+        // memory+swap: unlimited, no swap, 64 MiB of swap, or below the
+        // memory limit (refused).
+        (
+            prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20]),
+            0u8..4
+        )
+            .prop_map(|(limit, k)| SetLimit::Swap {
+                limit,
+                total: match k {
+                    0 => None,
+                    1 => Some(limit),
+                    2 => Some(limit + (64 << 20)),
+                    _ => Some(limit / 2),
+                },
+            }),
     ]
 }
 

@@ -54,6 +54,13 @@ fn resources(l: SetLimit) -> LinuxResources {
                 .expect("pids"),
         ),
         SetLimit::Shares(s) => r.cpu(LinuxCpuBuilder::default().shares(s).build().expect("cpu")),
+        SetLimit::Swap { limit, total } => r.memory(
+            LinuxMemoryBuilder::default()
+                .limit(limit as i64)
+                .swap(total.map_or(-1, |t| t as i64))
+                .build()
+                .expect("memory"),
+        ),
         SetLimit::Reservation(b) => r.memory(
             LinuxMemoryBuilder::default()
                 .reservation(b as i64)
@@ -161,6 +168,9 @@ impl Sut {
                     Some(libc::EPERM) => Outcome::NotPermitted,
                     _ => Outcome::Other(e.to_string()),
                 }
+            }
+            Error::Other(m) if m.contains("is below linux.resources.memory.limit") => {
+                Outcome::Invalid
             }
             Error::Other(m) if m.contains("controller not enabled") => {
                 if exists {

@@ -15,6 +15,14 @@ pub enum SetLimit {
     Quota(u64),
     /// `memory.reservation` in bytes (Docker's `--memory-reservation`)
     Reservation(u64),
+    /// `memory.limit` and `memory.swap` (memory and swap together; `None`:
+    /// -1, unlimited), as Docker's `--memory` with `--memory-swap`
+    Swap {
+        /// bytes of memory
+        limit: u64,
+        /// bytes of memory and swap
+        total: Option<u64>,
+    },
 }
 
 /// One step. Paths are relative to the case's cgroup; processes are named
@@ -52,8 +60,10 @@ pub enum Outcome {
     InternalProcess,
     /// EBUSY on removal.
     Busy,
-    /// EINVAL: v1's cpu quota above the one in force over it, or `a`
-    /// written to the device rules of a cgroup with children.
+    /// EINVAL: v1's cpu quota above the one in force over it, `a`
+    /// written to the device rules of a cgroup with children, v1's memory
+    /// limit above its memory+swap limit; or (berth, before writing) a
+    /// memory+swap limit below the memory limit.
     Invalid,
     /// EPERM: v1's device rule giving more than the parent has.
     NotPermitted,

@@ -20,6 +20,10 @@
 //!   from the children; it is refused while a child enables it further down.
 //! - What a limit means for a process is the tightest value along its cgroup's
 //!   path; a cgroup is frozen if it or any ancestor is.
+//! - v1 only: `memory.limit_in_bytes` may not exceed the cgroup's own
+//!   `memory.memsw.limit_in_bytes` (memory and swap together), nor the latter
+//!   fall below the former: the write fails with EINVAL
+//!   (`mem_cgroup_resize_max`). v2 limits swap alone, independently.
 //! - v1 only: a cpu quota may not exceed the quota in force above it (the
 //!   nearest ancestor's that has one), and a quota may not be set below one a
 //!   descendant holds: the write fails with EINVAL (the kernel's CFS bandwidth
@@ -79,8 +83,10 @@ pub enum Limit {
     /// memory.low / memory.soft_limit_in_bytes (bytes; OCI's
     /// `memory.reservation`): a protection, not a maximum
     MemoryLow,
-    /// memory.swap.max (bytes of swap)
+    /// memory.swap.max (v2: bytes of swap alone)
     SwapMax,
+    /// memory.memsw.limit_in_bytes (v1: bytes of memory and swap together)
+    MemorySwapMax,
     /// pids.max
     PidsMax,
     /// cpu.max quota per 100 ms period, in µs
@@ -95,7 +101,9 @@ impl Limit {
     /// The controller the limit belongs to.
     pub fn controller(self) -> Controller {
         match self {
-            Limit::MemoryMax | Limit::MemoryLow | Limit::SwapMax => Controller::Memory,
+            Limit::MemoryMax | Limit::MemoryLow | Limit::SwapMax | Limit::MemorySwapMax => {
+                Controller::Memory
+            }
             Limit::PidsMax => Controller::Pids,
             Limit::CpuQuota | Limit::CpuWeight => Controller::Cpu,
             Limit::IoWeight => Controller::Io,
@@ -131,6 +139,9 @@ pub enum Refusal {
     /// EINVAL (v1): the cpu quota would exceed the one in force above, or
     /// leave a descendant's above its own.
     QuotaAboveParent(String),
+    /// EINVAL (v1): the memory limit above the memory+swap limit, or the
+    /// memory+swap limit below the memory limit.
+    MemoryAboveSwap(String),
     /// EPERM (v1): a device rule would give the cgroup access its parent
     /// does not have.
     DeviceNotPermitted(String),
@@ -380,7 +391,7 @@ impl Hierarchy {
         Ok(())
     }
 
-    /// Writes a limit file.
+    /// Writes a limit file (`u64::MAX`: no limit, v2's "max", v1's -1).
     pub fn set(&mut self, path: &str, limit: Limit, value: u64) -> Result<(), Refusal> {
         self.get(path)?;
         if path == "/" || !self.available(path).contains(&limit.controller()) {
@@ -388,6 +399,15 @@ impl Hierarchy {
         }
         if !self.v2 && limit == Limit::CpuQuota && !self.v1_quota_fits(path, value) {
             return Err(Refusal::QuotaAboveParent(path.into()));
+        }
+        let own = |l: Limit| self.cgroups[path].limits.get(&l).copied();
+        let refused = match limit {
+            Limit::MemoryMax => own(Limit::MemorySwapMax).is_some_and(|sw| value > sw),
+            Limit::MemorySwapMax => own(Limit::MemoryMax).is_some_and(|m| value < m),
+            _ => false,
+        };
+        if !self.v2 && refused {
+            return Err(Refusal::MemoryAboveSwap(path.into()));
         }
         self.cgroups
             .get_mut(path)

@@ -435,3 +435,31 @@ fn v2_device_programs_are_anded_along_the_path_and_replaced() {
         .expect("replace");
     assert!(h.device_allowed("/x/k", Char, 1, 3, READ), "replaced");
 }
+
+/// v1 keeps memory ≤ memory+swap in each cgroup, whichever is written;
+/// v2's swap is its own limit.
+#[test]
+fn v1_memory_stays_within_memory_and_swap() {
+    let mut h = Hierarchy::new(false, [Controller::Memory]);
+    h.mkdir("/x").expect("mkdir");
+    h.set("/x", Limit::MemorySwapMax, 64 << 20).expect("memsw");
+    assert_eq!(
+        h.set("/x", Limit::MemoryMax, 128 << 20),
+        Err(Refusal::MemoryAboveSwap("/x".into()))
+    );
+    h.set("/x", Limit::MemoryMax, 32 << 20).expect("below");
+    assert_eq!(
+        h.set("/x", Limit::MemorySwapMax, 16 << 20),
+        Err(Refusal::MemoryAboveSwap("/x".into()))
+    );
+    h.set("/x", Limit::MemorySwapMax, u64::MAX)
+        .expect("unlimited");
+    h.set("/x", Limit::MemoryMax, 128 << 20)
+        .expect("now it fits");
+    let mut v = v2();
+    v.enable("/", Controller::Memory).expect("enable");
+    v.mkdir("/x").expect("mkdir");
+    v.set("/x", Limit::SwapMax, 0).expect("no swap");
+    v.set("/x", Limit::MemoryMax, 128 << 20)
+        .expect("independent");
+}

@@ -329,6 +329,24 @@ pub fn usage(paths: &CgroupPaths) -> Usage {
 }
 
 /// Writes one cgroup file, naming the file and the value on failure.
+/// Refuses, before anything is written, what no version can hold: OCI's
+/// `memory.swap` counts memory and swap together, so one below
+/// `memory.limit` is an error (runc's too); v1's kernel would take the
+/// memory limit and then refuse the rest, v2 has nothing to refuse it with.
+pub(crate) fn check(res: &LinuxResources) -> Result<()> {
+    if let Some(m) = res.memory()
+        && let (Some(limit), Some(swap)) = (m.limit(), m.swap())
+        && limit > 0
+        && swap > 0
+        && swap < limit
+    {
+        return Err(Error::Other(format!(
+            "linux.resources.memory.swap {swap} is below linux.resources.memory.limit {limit} (it counts memory and swap together)"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
     let path = dir.join(file);
     fs::write(&path, value).map_err(|source| Error::Cgroup {

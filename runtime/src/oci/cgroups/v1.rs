@@ -35,10 +35,12 @@ impl V1 {
 
     fn set_memory(&self, m: &LinuxMemory) -> Result<()> {
         let dir = self.need("memory", "linux.resources.memory")?;
+        // Without the file swap accounting is off, unless the cgroup itself
+        // is missing (the write then says so).
+        let accounting = dir.join("memory.memsw.limit_in_bytes").exists() || !dir.is_dir();
         if let Some(limit) = m.limit() {
-            let swap_file = dir.join("memory.memsw.limit_in_bytes");
             match m.swap() {
-                Some(swap) if swap_file.exists() => {
+                Some(swap) if accounting => {
                     // memsw must stay >= limit: raise whichever keeps that true first.
                     if write(dir, "memory.limit_in_bytes", &limit.to_string()).is_err() {
                         write(dir, "memory.memsw.limit_in_bytes", &swap.to_string())?;
@@ -55,7 +57,7 @@ impl V1 {
                 _ => write(dir, "memory.limit_in_bytes", &limit.to_string())?,
             }
         } else if let Some(swap) = m.swap()
-            && dir.join("memory.memsw.limit_in_bytes").exists()
+            && accounting
         {
             write(dir, "memory.memsw.limit_in_bytes", &swap.to_string())?;
         }
@@ -274,6 +276,7 @@ impl Cgroup for V1 {
     }
 
     fn set(&self, res: &LinuxResources) -> Result<()> {
+        super::check(res)?;
         if let Some(devices) = res.devices() {
             self.set_devices(devices)?;
         }

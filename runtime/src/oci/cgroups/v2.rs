@@ -113,6 +113,7 @@ impl Cgroup for V2 {
     }
 
     fn set(&self, res: &LinuxResources) -> Result<()> {
+        super::check(res)?;
         let d = &self.dir;
         if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
             super::devices::attach(d, rules)?;

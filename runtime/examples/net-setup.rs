@@ -35,6 +35,7 @@ fn run() -> Result<()> {
             Networks::open(Path::new(root), None)?.create("cmp", Some(subnet), None)?;
         }
         ["setup", root, n, pid] => {
+            berth::profile::mark("main");
             let pid: i32 = pid.parse().with_context(|| format!("PID {pid:?}: a pid"))?;
             let nets = Networks::open(Path::new(root), None)?;
             let id = id(n)?;
@@ -47,7 +48,9 @@ fn run() -> Result<()> {
                 ports: &[],
                 hosts_file: &Path::new(root).join("hosts"),
             })?;
+            berth::profile::mark("reserved");
             nets.plumb(&id, pid)?;
+            berth::profile::mark("plumbed");
         }
         ["release", root, n] => {
             Networks::open(Path::new(root), None)?.release(&id(n)?, true)?;

@@ -42,7 +42,14 @@ struct Section {
     goals: Vec<(String, f64, f64, f64)>,
 }
 
-pub fn compare(rounds: usize, inner: bool) -> Result<()> {
+/// The sections, in the order they run.
+const SECTIONS: [&str; 4] = ["runtimes", "engines", "network", "unpack"];
+
+pub fn compare(rounds: usize, only: &[String], inner: bool) -> Result<()> {
+    if let Some(bad) = only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+        bail!("--section {bad:?}: not one of {}", SECTIONS.join(", "));
+    }
+    let wanted = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     if !inner {
         setup::setup()?;
         setup::setup_packages(&["podman"])?;
@@ -56,7 +63,8 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
         return run(Command::new("unshare")
             .args(["--mount", "--net", "--propagation", "private", "--"])
             .arg(me)
-            .args(["compare", "--inner", "--rounds", &rounds.to_string()]));
+            .args(["compare", "--inner", "--rounds", &rounds.to_string()])
+            .args(only.iter().flat_map(|s| ["--section", s.as_str()])));
     }
     run(Command::new("ip").args(["link", "set", "lo", "up"]))?;
     let hybrid = Path::new("/sys/fs/cgroup/unified");
@@ -77,11 +85,20 @@ pub fn compare(rounds: usize, inner: bool) -> Result<()> {
     }
     println!("({})", notes.join(", "));
     let dir = root().join("target/compare");
-    let mut sections = vec![runtimes(rounds, &dir)?];
-    let bundle = dir.join("bundle");
-    sections.push(engine_runs(rounds, &dir, &bundle)?);
-    sections.push(network_runs(rounds, &dir)?);
-    sections.push(unpack_runs(rounds.min(10), &dir)?);
+    let mut sections = Vec::new();
+    // The engines' section runs berth-runc on the runtimes' bundle.
+    if wanted("runtimes") || wanted("engines") {
+        sections.push(runtimes(rounds, &dir)?);
+    }
+    if wanted("engines") {
+        sections.push(engine_runs(rounds, &dir, &dir.join("bundle"))?);
+    }
+    if wanted("network") {
+        sections.push(network_runs(rounds, &dir)?);
+    }
+    if wanted("unpack") {
+        sections.push(unpack_runs(rounds.min(10), &dir)?);
+    }
     report(&dir, rounds, &notes, &sections)
 }
 

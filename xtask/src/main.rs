@@ -31,11 +31,15 @@ enum Cmd {
     Test,
     /// Run a busybox container with berth-runc and show what it sees.
     Demo,
-    /// Time berth-runc, runc and crun as whole processes on the same bundle.
+    /// Time berth beside runc and crun, podman, the CNI bridge plugin and
+    /// tar, as whole processes, interleaved.
     Compare {
         /// Rounds (each runtime once per round, interleaved).
         #[arg(long, default_value_t = 30)]
         rounds: usize,
+        /// Only these sections (runtimes, engines, network, unpack; repeatable).
+        #[arg(long = "section")]
+        sections: Vec<String>,
         #[arg(long, hide = true)]
         inner: bool,
     },
@@ -144,7 +148,11 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::setup(),
         Cmd::Test => test(),
         Cmd::Demo => demo(),
-        Cmd::Compare { rounds, inner } => compare::compare(rounds, inner),
+        Cmd::Compare {
+            rounds,
+            sections,
+            inner,
+        } => compare::compare(rounds, &sections, inner),
         Cmd::ProfileStart { rounds } => profile::profile_start(rounds),
         Cmd::Bench {
             filter,

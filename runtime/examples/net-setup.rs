@@ -5,8 +5,9 @@
 //! net-setup create ROOT SUBNET     a bridge network "cmp" under berth root ROOT
 //! net-setup setup ROOT N PID       container N: a lease, the veth pair into PID's
 //!                                  network namespace, bridge, address, routes
-//! net-setup release ROOT N         its lease back and its veth deleted (the
+//! net-setup release ROOT N         its lease back, its veth deleted (the
 //!                                  namespace still there, as for CNI's DEL)
+//!                                  and its hosts file removed
 //! net-setup rm ROOT                the network, its bridge and nftables rules
 //! ```
 //!
@@ -46,14 +47,20 @@ fn run() -> Result<()> {
                 networks: &["cmp".to_string()],
                 ip: None,
                 ports: &[],
-                hosts_file: &Path::new(root).join("hosts"),
+                // Its own hosts file, as the engine gives each container one
+                // in its own directory.
+                hosts_file: &hosts_file(root, &id),
             })?;
             berth::profile::mark("reserved");
             nets.plumb(&id, pid)?;
             berth::profile::mark("plumbed");
         }
         ["release", root, n] => {
-            Networks::open(Path::new(root), None)?.release(&id(n)?, true)?;
+            let id = id(n)?;
+            Networks::open(Path::new(root), None)?.release(&id, true)?;
+            let hosts = hosts_file(root, &id);
+            std::fs::remove_file(&hosts)
+                .with_context(|| format!("removing {}", hosts.display()))?;
         }
         ["rm", root] => {
             Networks::open(Path::new(root), None)?.remove("cmp")?;
@@ -63,6 +70,11 @@ fn run() -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Container `id`'s hosts file.
+fn hosts_file(root: &str, id: &str) -> std::path::PathBuf {
+    Path::new(root).join(format!("hosts-{}", &id[..12]))
 }
 
 /// Container N's id: unique in its first nine digits, which name the veth.

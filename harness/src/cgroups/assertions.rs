@@ -75,6 +75,8 @@ fn limit_file(l: Limit, v: u64, v2: bool) -> Option<(&'static str, String)> {
         (Limit::MemoryLow, true) => ("memory.low", v.to_string()),
         (Limit::MemoryLow, false) => ("memory.soft_limit_in_bytes", v.to_string()),
         (Limit::SwapMax, true) => ("memory.swap.max", v.to_string()),
+        (Limit::Hugetlb2M, true) => ("hugetlb.2MB.max", v.to_string()),
+        (Limit::Hugetlb2M, false) => ("hugetlb.2MB.limit_in_bytes", v.to_string()),
         (Limit::MemorySwapMax, false) => ("memory.memsw.limit_in_bytes", v.to_string()),
         _ => return None,
     })

@@ -118,6 +118,7 @@ pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
         SetLimit::Quota(q) => (Limit::CpuQuota, q),
         SetLimit::Reservation(b) => (Limit::MemoryLow, b),
         SetLimit::Swap { limit, .. } => (Limit::MemoryMax, limit),
+        SetLimit::Hugetlb(b) => (Limit::Hugetlb2M, b),
     }
 }
 

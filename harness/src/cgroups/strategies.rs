@@ -4,6 +4,7 @@
 //! probes (majors 1 and 5, minors 0, 3 and 5) or `*`, mostly after an `a`
 //! rule as engines send them, sometimes without one.
 
+use berth_model::cgroups::Controller;
 use berth_model::cgroups::devices::{Kind, Rule};
 use proptest::prelude::*;
 
@@ -16,18 +17,30 @@ pub const PATHS: [&str; 4] = ["a", "a/b", "a/b/c", "d"];
 /// The processes' numbers.
 pub const PROCS: [u32; 4] = [1, 2, 3, 4];
 
-fn limit() -> impl Strategy<Value = SetLimit> {
-    prop_oneof![
-        prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20]).prop_map(SetLimit::Memory),
-        prop::sample::select(vec![10u64, 100, 1000]).prop_map(SetLimit::Pids),
-        prop::sample::select(vec![512u64, 1024, 2048]).prop_map(SetLimit::Shares),
-        prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000]).prop_map(SetLimit::Quota),
-        prop::sample::select(vec![16u64 << 20, 48 << 20]).prop_map(SetLimit::Reservation),
+/// The limits; hugepages only where a hierarchy of the model holds hugetlb
+/// (not on a v1 host whose hugetlb is in the hybrid cgroup2 mount).
+fn limit(hugetlb: bool) -> BoxedStrategy<SetLimit> {
+    let mut arms: Vec<BoxedStrategy<SetLimit>> = vec![
+        prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20])
+            .prop_map(SetLimit::Memory)
+            .boxed(),
+        prop::sample::select(vec![10u64, 100, 1000])
+            .prop_map(SetLimit::Pids)
+            .boxed(),
+        prop::sample::select(vec![512u64, 1024, 2048])
+            .prop_map(SetLimit::Shares)
+            .boxed(),
+        prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000])
+            .prop_map(SetLimit::Quota)
+            .boxed(),
+        prop::sample::select(vec![16u64 << 20, 48 << 20])
+            .prop_map(SetLimit::Reservation)
+            .boxed(),
         // memory+swap: unlimited, no swap, 64 MiB of swap, or below the
         // memory limit (refused).
         (
             prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20]),
-            0u8..4
+            0u8..4,
         )
             .prop_map(|(limit, k)| SetLimit::Swap {
                 limit,
@@ -37,8 +50,17 @@ fn limit() -> impl Strategy<Value = SetLimit> {
                     2 => Some(limit + (64 << 20)),
                     _ => Some(limit / 2),
                 },
-            }),
-    ]
+            })
+            .boxed(),
+    ];
+    if hugetlb {
+        arms.push(
+            prop::sample::select(vec![2u64 << 20, 8 << 20, 64 << 20])
+                .prop_map(SetLimit::Hugetlb)
+                .boxed(),
+        );
+    }
+    prop::strategy::Union::new(arms).boxed()
 }
 
 fn device_rule() -> impl Strategy<Value = Rule> {
@@ -112,11 +134,16 @@ pub fn transitions(state: &CgState) -> BoxedStrategy<Transition> {
             prop_oneof![3 => prop::sample::select(existing.clone()), 1 => path()].boxed()
         }
     };
+    let hugetlb = state
+        .layout
+        .hierarchies
+        .iter()
+        .any(|h| h.controllers.contains(&Controller::Hugetlb));
     let proc_ = || prop::sample::select(PROCS.to_vec());
     prop_oneof![
         3 => path().prop_map(Transition::Make),
         3 => (proc_(), path()).prop_map(|(p, c)| Transition::Add(p, c)),
-        2 => (target(), limit()).prop_map(|(c, l)| Transition::Set(c, l)),
+        2 => (target(), limit(hugetlb)).prop_map(|(c, l)| Transition::Set(c, l)),
         3 => (target(), device_rules()).prop_map(|(c, r)| Transition::Devices(c, r)),
         1 => path().prop_map(Transition::Freeze),
         1 => path().prop_map(Transition::Thaw),

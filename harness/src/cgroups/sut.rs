@@ -12,7 +12,8 @@ use berth::oci::error::Error;
 use berth_model::cgroups::devices::{Kind, Rule, access_text};
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources,
+    LinuxResourcesBuilder,
 };
 use proptest_state_machine::StateMachineTest;
 
@@ -54,6 +55,13 @@ fn resources(l: SetLimit) -> LinuxResources {
                 .expect("pids"),
         ),
         SetLimit::Shares(s) => r.cpu(LinuxCpuBuilder::default().shares(s).build().expect("cpu")),
+        SetLimit::Hugetlb(b) => r.hugepage_limits(vec![
+            LinuxHugepageLimitBuilder::default()
+                .page_size("2MB")
+                .limit(b as i64)
+                .build()
+                .expect("hugepage limit"),
+        ]),
         SetLimit::Swap { limit, total } => r.memory(
             LinuxMemoryBuilder::default()
                 .limit(limit as i64)

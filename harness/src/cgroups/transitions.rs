@@ -15,6 +15,8 @@ pub enum SetLimit {
     Quota(u64),
     /// `memory.reservation` in bytes (Docker's `--memory-reservation`)
     Reservation(u64),
+    /// `hugepageLimits` for 2 MiB pages, in bytes
+    Hugetlb(u64),
     /// `memory.limit` and `memory.swap` (memory and swap together; `None`:
     /// -1, unlimited), as Docker's `--memory` with `--memory-swap`
     Swap {

@@ -95,6 +95,8 @@ pub enum Limit {
     CpuWeight,
     /// io.weight (1..10000)
     IoWeight,
+    /// hugetlb.2MB.max / hugetlb.2MB.limit_in_bytes (bytes of 2 MiB pages)
+    Hugetlb2M,
 }
 
 impl Limit {
@@ -107,6 +109,7 @@ impl Limit {
             Limit::PidsMax => Controller::Pids,
             Limit::CpuQuota | Limit::CpuWeight => Controller::Cpu,
             Limit::IoWeight => Controller::Io,
+            Limit::Hugetlb2M => Controller::Hugetlb,
         }
     }
 

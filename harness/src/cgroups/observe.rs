@@ -267,8 +267,14 @@ impl Prober {
             libc::waitpid(pid, &mut status, 0);
         }
         if pid < 0 || n != N as isize {
+            let why = match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+                _ if pid < 0 => "fork failed".to_string(),
+                (true, 2) => "it could not join the cgroup".to_string(),
+                (true, code) => format!("it exited with {code}"),
+                _ => format!("wait status {status}"),
+            };
             return Err(format!(
-                "the probe in {} failed (exit status {status}: 2 = it could not join the cgroup)",
+                "the probe in {} failed: {why}",
                 procs.to_string_lossy()
             ));
         }

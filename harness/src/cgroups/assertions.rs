@@ -86,7 +86,12 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
     let mut p = Vec::new();
     for (i, h) in r.layout.hierarchies.iter().enumerate() {
         let w = &sut.watched[i];
-        let label = if w.v2 {
+        // The cgroup2 mount beside v1 hierarchies: berth places processes
+        // and hugepage limits there; it neither freezes nor filters devices.
+        let hybrid = w.v2 && sut.watched.len() > 1;
+        let label = if hybrid {
+            format!("hybrid v2 {}", w.mount.display())
+        } else if w.v2 {
             "v2".to_string()
         } else {
             format!("v1 {}", w.mount.display())
@@ -174,7 +179,7 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
                 }
             }
             let freezer = w.v2 || w.controllers.contains(&Controller::Freezer);
-            if freezer {
+            if freezer && !hybrid {
                 let (says, model) = (berth.is_frozen(), h.is_frozen(&path));
                 if says != model {
                     p.push(format!(
@@ -182,7 +187,7 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
                     ));
                 }
             }
-            if w.v2 || w.controllers.contains(&Controller::Devices) {
+            if (w.v2 && !hybrid) || w.controllers.contains(&Controller::Devices) {
                 p.extend(devices(sut, h, &path, &dir, &format!("{label}: {shown}")));
             }
             if freezer {

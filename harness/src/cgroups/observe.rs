@@ -44,25 +44,31 @@ pub fn name(c: Controller, v2: bool) -> &'static str {
     }
 }
 
+/// A cgroup2 mount as the model sees it: the controllers its root has.
+fn unified(mount: PathBuf) -> Watched {
+    let have = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+    let controllers = WANTED
+        .into_iter()
+        .filter(|c| have.split_whitespace().any(|n| n == name(*c, true)))
+        .collect();
+    Watched {
+        v2: true,
+        controllers,
+        mount,
+    }
+}
+
 /// The hierarchies of this host that the model describes: the unified one
 /// (pure v2, with the controllers its root has), or one per v1 controller
-/// among the model's (a hybrid cgroup2 beside v1 is not modelled).
+/// among the model's and, last, the hybrid cgroup2 mount beside them if there
+/// is one (this host's holds hugetlb).
 pub fn hierarchies() -> Vec<Watched> {
     match layout() {
-        Ok(HostLayout::V2(mount)) => {
-            let have =
-                std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
-            let controllers = WANTED
-                .into_iter()
-                .filter(|c| have.split_whitespace().any(|n| n == name(*c, true)))
-                .collect();
-            vec![Watched {
-                v2: true,
-                controllers,
-                mount,
-            }]
-        }
-        Ok(HostLayout::V1 { controllers, .. }) => {
+        Ok(HostLayout::V2(mount)) => vec![unified(mount)],
+        Ok(HostLayout::V1 {
+            controllers,
+            unified: hybrid,
+        }) => {
             let mut out = Vec::new();
             for c in WANTED
                 .into_iter()
@@ -76,6 +82,7 @@ pub fn hierarchies() -> Vec<Watched> {
                     });
                 }
             }
+            out.extend(hybrid.map(unified));
             out
         }
         Err(_) => Vec::new(),

@@ -71,23 +71,30 @@ fn ancestors(path: &str) -> Vec<String> {
     out
 }
 
-/// berth's `create`: `mkdir -p`, then (v2) controllers enabled top down.
-fn make(h: &mut Hierarchy, path: &str) -> Result<(), Refusal> {
+/// berth's `create`: `mkdir -p`, then, on pure v2, controllers enabled top
+/// down (in the hybrid cgroup2 of a v1 host berth only makes the directory).
+fn make(h: &mut Hierarchy, path: &str, pure_v2: bool) -> Result<(), Refusal> {
     h.mkdir_all(path)?;
-    if h.v2 {
-        for a in ancestors(path) {
-            let want: Vec<Controller> = WANTED
-                .into_iter()
-                .filter(|c| h.available(&a).contains(c))
-                .collect();
-            // One write of every missing controller: all or nothing.
-            let mut trial = h.clone();
-            if want.iter().all(|c| trial.enable(&a, *c).is_ok()) {
-                *h = trial;
-            }
-        }
+    if pure_v2 {
+        enable_down(h, path, &WANTED);
     }
     Ok(())
+}
+
+/// berth's v2 `enable`: in every ancestor of `path`, top down, one write of
+/// the controllers among `wanted` it has: all or nothing, a refusal ignored.
+fn enable_down(h: &mut Hierarchy, path: &str, wanted: &[Controller]) {
+    for a in ancestors(path) {
+        let want: Vec<Controller> = wanted
+            .iter()
+            .copied()
+            .filter(|c| h.available(&a).contains(c))
+            .collect();
+        let mut trial = h.clone();
+        if want.iter().all(|c| trial.enable(&a, *c).is_ok()) {
+            *h = trial;
+        }
+    }
 }
 
 /// berth's `remove`: the empty cgroups below first, then the cgroup.
@@ -157,7 +164,17 @@ pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
     let hs = &mut s.layout.hierarchies;
     let v2 = hs.first().is_some_and(|h| h.v2);
     outcome(match t {
-        Transition::Make(p) => hs.iter_mut().try_for_each(|h| make(h, &full(p))),
+        Transition::Make(p) => hs.iter_mut().try_for_each(|h| make(h, &full(p), v2)),
+        // A v1 host whose hugetlb is in the hybrid cgroup2: berth enables it
+        // on the way down first.
+        Transition::Set(p, SetLimit::Hugetlb(b)) if !v2 => {
+            s.layout.for_controller(Controller::Hugetlb).and_then(|h| {
+                if h.v2 {
+                    enable_down(h, &full(p), &[Controller::Hugetlb]);
+                }
+                h.set(&full(p), Limit::Hugetlb2M, *b)
+            })
+        }
         Transition::Add(pid, p) => {
             let r = hs
                 .iter_mut()
@@ -212,17 +229,15 @@ pub fn initial() -> CgState {
             .map(|w| Hierarchy::new(w.v2, w.controllers))
             .collect(),
     };
-    for h in &mut layout.hierarchies {
+    let pure_v2 = layout.hierarchies.first().is_some_and(|h| h.v2);
+    for (h, w) in layout.hierarchies.iter_mut().zip(hierarchies()) {
         if h.v2 {
             // The root's subtree_control as the host has it now.
-            if let Some(root) = hierarchies().first() {
-                let on = super::observe::subtree_control(&root.mount);
-                for c in on {
-                    let _ = h.enable("/", c);
-                }
+            for c in super::observe::subtree_control(&w.mount) {
+                let _ = h.enable("/", c);
             }
         }
-        let _ = make(h, CASE);
+        let _ = make(h, CASE, pure_v2);
     }
     CgState {
         layout,

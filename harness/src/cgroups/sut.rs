@@ -2,13 +2,14 @@
 //! paths below a cgroup of the case's own (an absolute cgroupsPath, as
 //! containerd passes one), with `busybox sleep` processes put into them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use berth::oci::cgroups::{Cgroup, CgroupPaths, manager, resolve};
 use berth::oci::error::Error;
+use berth_model::cgroups::Controller;
 use berth_model::cgroups::devices::{Kind, Rule, access_text};
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
@@ -18,7 +19,7 @@ use oci_spec::runtime::{
 use proptest_state_machine::StateMachineTest;
 
 use super::assertions;
-use super::observe::{Prober, Watched, hierarchies};
+use super::observe::{Prober, Watched, hierarchies, name, subtree_control};
 use super::reference::{CgRef, CgState};
 use super::transitions::{Outcome, SetLimit, Transition};
 
@@ -34,6 +35,9 @@ pub struct Sut {
     pub step: Option<Transition>,
     /// Asks the kernel which devices a cgroup's processes may use.
     pub prober: Prober,
+    /// What each cgroup2 root's subtree_control held before the case (berth
+    /// enables controllers at the root when a limit needs them).
+    pub roots: Vec<(PathBuf, BTreeSet<Controller>)>,
 }
 
 /// The CFS period every quota is set with, in µs.
@@ -121,6 +125,14 @@ impl Sut {
             procs: BTreeMap::new(),
             step: None,
             prober: Prober::new(),
+            roots: hierarchies()
+                .into_iter()
+                .filter(|w| w.v2)
+                .map(|w| {
+                    let on = subtree_control(&w.mount);
+                    (w.mount, on)
+                })
+                .collect(),
         };
         sut.manager("")
             .create()
@@ -253,10 +265,20 @@ impl Sut {
         for n in self.procs.keys().copied().collect::<Vec<_>>() {
             self.end(n);
         }
-        match m.remove() {
+        let mut left = match m.remove() {
             Ok(()) => Vec::new(),
             Err(e) => vec![format!("removing the case's cgroups: {e}")],
+        };
+        // The roots' subtree_control as they were.
+        for (root, before) in &self.roots {
+            for c in subtree_control(root).difference(before) {
+                let f = root.join("cgroup.subtree_control");
+                if let Err(e) = std::fs::write(&f, format!("-{}", name(*c, true))) {
+                    left.push(format!("{}: -{}: {e}", f.display(), name(*c, true)));
+                }
+            }
         }
+        left
     }
 }
 

@@ -3,8 +3,9 @@
 //! each case below a cgroup of its own; `cargo xtask vm-test` runs it under
 //! pure v2 and under v1).
 //!
-//! - `BERTH_HARNESS_CASES`: the number of cases (default 16 on the host, 16 in
-//!   a VM).
+//! - `BERTH_HARNESS_CASES`: the number of cases (default 48 on the host, 48 in
+//!   a VM: the machine is cheap, and a limit or rule a case rarely draws needs
+//!   many cases to come up).
 //! - A failure is shrunk, printed, and its seed saved in
 //!   harness/proptest-regressions/cgroups.txt.
 //! - `BERTH_HARNESS_REPLAY`: a regressions file, or seeds (`,`-separated).
@@ -13,5 +14,5 @@ use berth_harness::cgroups::{CgMachine, CgRef};
 
 #[test]
 fn cgroups_machine() {
-    berth_harness::run_machine::<CgRef, CgMachine>("cgroups", false, (16, 16), 1..24);
+    berth_harness::run_machine::<CgRef, CgMachine>("cgroups", false, (48, 48), 1..24);
 }

@@ -57,13 +57,19 @@ pub fn outcome(t: &Transition, want: Option<&Outcome>, got: &Outcome) {
 }
 
 /// The file a limit is in, and what it holds for the model's value
-/// (`u64::MAX`: no limit, which v1 shows as its largest page-aligned value).
+/// (`u64::MAX`: no limit — "max", v1's cpu quota -1, v1's byte limits their
+/// largest page-aligned value).
 fn limit_file(l: Limit, v: u64, v2: bool) -> Option<(&'static str, String)> {
-    let v = match (v, v2) {
-        (u64::MAX, true) => return limit_file(l, 0, v2).map(|(f, _)| (f, "max".into())),
-        (u64::MAX, false) => 9_223_372_036_854_771_712,
-        _ => v,
-    };
+    if v == u64::MAX {
+        let (file, _) = limit_file(l, 0, v2)?;
+        let shown = match (l, v2) {
+            (Limit::CpuQuota, true) => format!("max {}", super::sut::PERIOD),
+            (Limit::CpuQuota, false) => "-1".into(),
+            (Limit::PidsMax, _) | (_, true) => "max".into(),
+            (_, false) => "9223372036854771712".into(),
+        };
+        return Some((file, shown));
+    }
     Some(match (l, v2) {
         (Limit::MemoryMax, true) => ("memory.max", v.to_string()),
         (Limit::MemoryMax, false) => ("memory.limit_in_bytes", v.to_string()),

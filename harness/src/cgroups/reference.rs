@@ -181,6 +181,14 @@ pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
                 .try_for_each(|h| h.attach(*pid as Pid, &full(p)));
             if r.is_ok() {
                 s.running.insert(*pid);
+            } else if !s.running.contains(pid) {
+                // A new process that could not be placed everywhere (the
+                // hybrid cgroup2, last, refusing it) is ended again: it leaves
+                // the hierarchies that took it. One that was moving stays
+                // where the move left it.
+                for h in hs.iter_mut() {
+                    h.exit(*pid as Pid);
+                }
             }
             r
         }

@@ -21,16 +21,17 @@ pub const PROCS: [u32; 4] = [1, 2, 3, 4];
 /// (not on a v1 host whose hugetlb is in the hybrid cgroup2 mount).
 fn limit(hugetlb: bool) -> BoxedStrategy<SetLimit> {
     let mut arms: Vec<BoxedStrategy<SetLimit>> = vec![
-        prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20])
+        // u64::MAX: no limit (OCI's -1), here and below.
+        prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20, u64::MAX])
             .prop_map(SetLimit::Memory)
             .boxed(),
-        prop::sample::select(vec![10u64, 100, 1000])
+        prop::sample::select(vec![10u64, 100, 1000, u64::MAX])
             .prop_map(SetLimit::Pids)
             .boxed(),
         prop::sample::select(vec![512u64, 1024, 2048])
             .prop_map(SetLimit::Shares)
             .boxed(),
-        prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000])
+        prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000, u64::MAX])
             .prop_map(SetLimit::Quota)
             .boxed(),
         prop::sample::select(vec![16u64 << 20, 48 << 20])

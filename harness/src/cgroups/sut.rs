@@ -232,6 +232,12 @@ impl Sut {
                 let pid = self.pid(*n).unwrap_or(0);
                 let r = self.manager(p).add(pid);
                 if r.is_err() && new {
+                    // Placed in some hierarchies before one refused: back to
+                    // every root first (a v1 freezer would hold its SIGKILL
+                    // if it went into a frozen cgroup), then ended.
+                    for w in &self.watched {
+                        let _ = std::fs::write(w.mount.join("cgroup.procs"), pid.to_string());
+                    }
                     self.end(*n);
                 }
                 self.outcome(p, r)

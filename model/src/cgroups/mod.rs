@@ -423,6 +423,7 @@ impl Hierarchy {
     /// v1: whether `path` may take cpu quota `value`: with it, no cgroup at
     /// or below `path` holds a quota above the one in force over it.
     fn v1_quota_fits(&self, path: &str, value: u64) -> bool {
+        // No quota (-1, `u64::MAX` here) takes the one in force above.
         let own = |p: &str| {
             if p == path {
                 Some(value)
@@ -431,6 +432,7 @@ impl Hierarchy {
                     .get(p)
                     .and_then(|c| c.limits.get(&Limit::CpuQuota).copied())
             }
+            .filter(|q| *q != u64::MAX)
         };
         // The quota in force at `p`: its own, else the nearest ancestor's.
         let in_force = |p: &str| self.chain(p).into_iter().find_map(own);

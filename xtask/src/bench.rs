@@ -249,14 +249,22 @@ pub fn bench(o: Options) -> Result<()> {
         bail!("--baseline {name:?}: a plain name other than new and base");
     }
     let saved = fs::read_to_string(history()).unwrap_or_default();
+    run(bench_cmd(&o).args(["--save-baseline", &name]))?;
+    // By default the latest baseline that holds every benchmark this run
+    // measured (one saved with another --filter may hold none of them).
+    let measured = saved_in(&name);
     let old = o.compare.clone().or_else(|| {
         saved
             .lines()
             .rev()
-            .find(|l| !l.trim().is_empty() && l.trim() != name)
-            .map(|l| l.trim().to_string())
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != name)
+            .find(|l| {
+                let there = saved_in(l);
+                !measured.is_empty() && measured.iter().all(|b| there.contains(b))
+            })
+            .map(str::to_string)
     });
-    run(bench_cmd(&o).args(["--save-baseline", &name]))?;
     let mut names: Vec<&str> = saved.lines().filter(|l| l.trim() != name).collect();
     names.push(&name);
     fs::write(history(), names.join("\n") + "\n")
@@ -266,11 +274,33 @@ pub fn bench(o: Options) -> Result<()> {
     );
     let Some(old) = old else {
         println!(
-            "no earlier baseline to compare with: run again after a change, or give --compare NAME"
+            "no earlier baseline holds these benchmarks: run again after a change, or give --compare NAME"
         );
         return Ok(());
     };
     compare(&o, &old, &name)
+}
+
+/// The benchmarks (their directories under target/criterion) that baseline
+/// `name` holds.
+fn saved_in(name: &str) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![root().join("target/criterion")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if p.file_name().is_some_and(|f| f == name) {
+                out.insert(d.clone());
+            } else {
+                stack.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// Criterion's comparison of saved baselines `new` against `old`.

@@ -151,11 +151,10 @@ pub fn parse(out: &str) -> Vec<Row> {
     rows
 }
 
-/// The time per iteration of each benchmark in baseline `name`, in ns, from
-/// criterion's files (each benchmark's directory has `NAME/benchmark.json`
-/// with its full id, and `NAME/estimates.json`).
-fn means(name: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
+/// Every directory named `name` under target/criterion: a baseline's data,
+/// one per benchmark (its parent is the benchmark's directory).
+fn baseline_dirs(name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![root().join("target/criterion")];
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
@@ -165,24 +164,35 @@ fn means(name: &str) -> BTreeMap<String, f64> {
                 continue;
             }
             if p.file_name().is_some_and(|f| f == name) {
-                let read = |f: &str| -> Option<serde_json::Value> {
-                    serde_json::from_slice(&fs::read(p.join(f)).ok()?).ok()
-                };
-                if let (Some(b), Some(est)) = (read("benchmark.json"), read("estimates.json"))
-                    && let (Some(id), Some(m)) = (
-                        b["full_id"].as_str(),
-                        // What criterion prints as `time:`: the slope when it
-                        // measured one, else the mean.
-                        est["slope"]["point_estimate"]
-                            .as_f64()
-                            .or(est["mean"]["point_estimate"].as_f64()),
-                    )
-                {
-                    out.insert(id.to_string(), m);
-                }
+                out.push(p);
             } else {
                 stack.push(p);
             }
+        }
+    }
+    out
+}
+
+/// The time per iteration of each benchmark in baseline `name`, in ns, from
+/// criterion's files (each benchmark's directory has `NAME/benchmark.json`
+/// with its full id, and `NAME/estimates.json`).
+fn means(name: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for p in baseline_dirs(name) {
+        let read = |f: &str| -> Option<serde_json::Value> {
+            serde_json::from_slice(&fs::read(p.join(f)).ok()?).ok()
+        };
+        if let (Some(b), Some(est)) = (read("benchmark.json"), read("estimates.json"))
+            && let (Some(id), Some(m)) = (
+                b["full_id"].as_str(),
+                // What criterion prints as `time:`: the slope when it
+                // measured one, else the mean.
+                est["slope"]["point_estimate"]
+                    .as_f64()
+                    .or(est["mean"]["point_estimate"].as_f64()),
+            )
+        {
+            out.insert(id.to_string(), m);
         }
     }
     out
@@ -284,23 +294,10 @@ pub fn bench(o: Options) -> Result<()> {
 /// The benchmarks (their directories under target/criterion) that baseline
 /// `name` holds.
 fn saved_in(name: &str) -> std::collections::BTreeSet<PathBuf> {
-    let mut out = std::collections::BTreeSet::new();
-    let mut stack = vec![root().join("target/criterion")];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            if !p.is_dir() {
-                continue;
-            }
-            if p.file_name().is_some_and(|f| f == name) {
-                out.insert(d.clone());
-            } else {
-                stack.push(p);
-            }
-        }
-    }
-    out
+    baseline_dirs(name)
+        .into_iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect()
 }
 
 /// Criterion's comparison of saved baselines `new` against `old`.

@@ -84,6 +84,8 @@ fn limit_file(l: Limit, v: u64, v2: bool) -> Option<(&'static str, String)> {
         (Limit::Hugetlb2M, true) => ("hugetlb.2MB.max", v.to_string()),
         (Limit::Hugetlb2M, false) => ("hugetlb.2MB.limit_in_bytes", v.to_string()),
         (Limit::MemorySwapMax, false) => ("memory.memsw.limit_in_bytes", v.to_string()),
+        (Limit::IoWeight, true) => ("io.weight", format!("default {v}")),
+        (Limit::IoWeight, false) => (observe::v1_weight_file()?, v.to_string()),
         _ => return None,
     })
 }
@@ -143,6 +145,7 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
                     (Controller::Memory, "memory.max"),
                     (Controller::Pids, "pids.max"),
                     (Controller::Cpu, "cpu.weight"),
+                    (Controller::Io, "io.max"),
                 ] {
                     if w.controllers.contains(&c) && dir.join(f).exists() != avail.contains(&c) {
                         p.push(format!(
@@ -162,6 +165,27 @@ fn problems(sut: &Sut, r: &CgState) -> Vec<String> {
                         ));
                     }
                 }
+            }
+            if w.controllers.contains(&Controller::Io) {
+                // Throttles as (key, major, minor, rate): every entry the
+                // kernel lists, none missing, none more.
+                let want: BTreeSet<_> = cg
+                    .limits
+                    .iter()
+                    .filter_map(|(l, v)| match l {
+                        Limit::IoMax(k, a, b) => Some((*k, *a, *b, *v)),
+                        _ => None,
+                    })
+                    .collect();
+                let got: BTreeSet<_> = observe::throttles(&dir, w.v2)
+                    .into_iter()
+                    .map(|((k, a, b), v)| (k, a, b, v))
+                    .collect();
+                p.extend(crate::diff(
+                    &format!("{label}: {shown}: block I/O throttles"),
+                    &want,
+                    &got,
+                ));
             }
             // berth's own answers: every pid below (what `ps` and `kill
             // --all` use), and whether it is frozen (`state`'s "paused").

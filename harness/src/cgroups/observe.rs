@@ -1,12 +1,12 @@
 //! Reading the cgroup filesystems: which hierarchies the host has (the
 //! model's layout is built from this), and each cgroup's files.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use berth::oci::cgroups::{Layout as HostLayout, layout};
-use berth_model::cgroups::Controller;
 use berth_model::cgroups::devices::{MKNOD, READ, WRITE};
+use berth_model::cgroups::{Controller, IoKey};
 
 /// One hierarchy the machine watches: v2 or not, its controllers, its mount.
 #[derive(Debug, Clone)]
@@ -138,6 +138,107 @@ pub fn subtree_control(dir: &Path) -> BTreeSet<Controller> {
         .into_iter()
         .filter(|c| text.split_whitespace().any(|n| n == name(*c, true)))
         .collect()
+}
+
+/// The whole disk the machine throttles: the first in /sys/block by name
+/// (loop0 here and in the VMs, whose initramfs loads the loop module).
+pub fn disk() -> Option<(u32, u32)> {
+    static DISK: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *DISK.get_or_init(|| {
+        let mut names: Vec<PathBuf> = std::fs::read_dir("/sys/block")
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .find_map(|p| parse_dev(&std::fs::read_to_string(p.join("dev")).ok()?))
+    })
+}
+
+/// A disk the machine does not have (no driver holds 8:240 here, nor in
+/// the VMs: SCSI disks are not loaded there).
+pub fn absent_disk() -> (u32, u32) {
+    (8..16)
+        .map(|m| (m, 240))
+        .find(|(a, b)| !Path::new(&format!("/sys/dev/block/{a}:{b}")).exists())
+        .unwrap_or((8, 240))
+}
+
+/// "MAJOR:MINOR".
+fn parse_dev(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.trim().split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// v1: the blkio weight file a cgroup has, if any (`blkio.weight` with
+/// CFQ, gone since 5.0; `blkio.bfq.weight` while BFQ is loaded). Asked of a
+/// cgroup made for the moment: the root has neither.
+pub fn v1_weight_file() -> Option<&'static str> {
+    static FILE: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *FILE.get_or_init(|| {
+        let mount = hierarchies()
+            .into_iter()
+            .find(|w| !w.v2 && w.controllers.contains(&Controller::Io))?
+            .mount;
+        let probe = mount.join(format!("berth-harness-weight-{}", std::process::id()));
+        std::fs::create_dir(&probe).ok()?;
+        let found = ["blkio.weight", "blkio.bfq.weight"]
+            .into_iter()
+            .find(|f| probe.join(f).exists());
+        let _ = std::fs::remove_dir(&probe);
+        found
+    })
+}
+
+/// The block I/O throttles a cgroup holds: v2's `io.max` lines (a key at
+/// "max" is none), v1's four `blkio.throttle.*_device` files.
+pub fn throttles(dir: &Path, v2: bool) -> BTreeMap<(IoKey, u32, u32), u64> {
+    let mut out = BTreeMap::new();
+    if v2 {
+        for line in read(dir, "io.max").unwrap_or_default().lines() {
+            let mut words = line.split_whitespace();
+            let Some((a, b)) = words.next().and_then(parse_dev) else {
+                continue;
+            };
+            for w in words {
+                let Some((k, v)) = w.split_once('=') else {
+                    continue;
+                };
+                let key = match k {
+                    "rbps" => IoKey::ReadBps,
+                    "wbps" => IoKey::WriteBps,
+                    "riops" => IoKey::ReadIops,
+                    "wiops" => IoKey::WriteIops,
+                    _ => continue,
+                };
+                if v != "max" {
+                    out.insert((key, a, b), v.parse().unwrap_or(u64::MAX - 1));
+                }
+            }
+        }
+    } else {
+        for key in IoKey::ALL {
+            for line in read(dir, v1_throttle_file(key)).unwrap_or_default().lines() {
+                let mut words = line.split_whitespace();
+                if let (Some((a, b)), Some(v)) = (words.next().and_then(parse_dev), words.next()) {
+                    out.insert((key, a, b), v.parse().unwrap_or(u64::MAX - 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// v1's file of a throttle.
+pub fn v1_throttle_file(key: IoKey) -> &'static str {
+    match key {
+        IoKey::ReadBps => "blkio.throttle.read_bps_device",
+        IoKey::WriteBps => "blkio.throttle.write_bps_device",
+        IoKey::ReadIops => "blkio.throttle.read_iops_device",
+        IoKey::WriteIops => "blkio.throttle.write_iops_device",
+    }
 }
 
 /// The freezer: (the cgroup's own setting, whether its processes are frozen).

@@ -54,6 +54,7 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
             | Refusal::MemoryAboveSwap(_),
         ) => Outcome::Invalid,
         Err(Refusal::DeviceNotPermitted(_)) => Outcome::NotPermitted,
+        Err(Refusal::NoSuchDevice(..)) => Outcome::NoDevice,
         Err(other) => Outcome::Other(format!("model: {other:?}")),
     }
 }
@@ -126,6 +127,12 @@ pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
         SetLimit::Reservation(b) => (Limit::MemoryLow, b),
         SetLimit::Swap { limit, .. } => (Limit::MemoryMax, limit),
         SetLimit::Hugetlb(b) => (Limit::Hugetlb2M, b),
+        SetLimit::IoWeight(w) if v2 => (
+            Limit::IoWeight,
+            berth_model::cgroups::oci::blkio_to_io_weight(w),
+        ),
+        SetLimit::IoWeight(w) => (Limit::IoWeight, w),
+        SetLimit::Throttle { key, .. } => (Limit::IoMax(key, 0, 0), 0),
     }
 }
 
@@ -196,6 +203,27 @@ pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
             .layout
             .for_controller(Controller::Memory)
             .and_then(|h| set_swap(h, &full(p), *limit, *total)),
+        // v1 without a weight file: berth refuses before writing (a cgroup
+        // that is not there is ENOENT first).
+        Transition::Set(p, SetLimit::IoWeight(_))
+            if !v2 && super::observe::v1_weight_file().is_none() =>
+        {
+            return match s.layout.for_controller(Controller::Io) {
+                Ok(h) if !h.cgroups.contains_key(&full(p)) => Outcome::NoSuchCgroup,
+                Ok(_) => Outcome::Unsupported,
+                Err(e) => outcome(Err(e)),
+            };
+        }
+        Transition::Set(p, SetLimit::Throttle { key, disk, rate }) => {
+            let (dev, have) = match (disk, super::observe::disk()) {
+                (true, Some(d)) => (d, true),
+                _ => (super::observe::absent_disk(), false),
+            };
+            let value = if *rate == 0 { u64::MAX } else { *rate };
+            s.layout
+                .for_controller(Controller::Io)
+                .and_then(|h| h.set_io_max(&full(p), *key, dev, value, have))
+        }
         Transition::Set(p, l) => {
             let (limit, value) = limit_of(*l, v2);
             s.layout

@@ -4,8 +4,8 @@
 //! probes (majors 1 and 5, minors 0, 3 and 5) or `*`, mostly after an `a`
 //! rule as engines send them, sometimes without one.
 
-use berth_model::cgroups::Controller;
 use berth_model::cgroups::devices::{Kind, Rule};
+use berth_model::cgroups::{Controller, IoKey};
 use proptest::prelude::*;
 
 use super::reference::CgState;
@@ -17,51 +17,90 @@ pub const PATHS: [&str; 4] = ["a", "a/b", "a/b/c", "d"];
 /// The processes' numbers.
 pub const PROCS: [u32; 4] = [1, 2, 3, 4];
 
-/// The limits; hugepages only where a hierarchy of the model holds hugetlb
-/// (not on a v1 host whose hugetlb is in the hybrid cgroup2 mount).
-fn limit(hugetlb: bool) -> BoxedStrategy<SetLimit> {
-    let mut arms: Vec<BoxedStrategy<SetLimit>> = vec![
+/// The limits, weighted; hugepages only where a hierarchy of the model
+/// holds hugetlb (not on a v1 host whose hugetlb is in the hybrid cgroup2
+/// mount), throttles of the machine's disk only where it has one.
+fn limit(hugetlb: bool, disk: bool) -> BoxedStrategy<SetLimit> {
+    let mut arms: Vec<(u32, BoxedStrategy<SetLimit>)> = vec![
         // u64::MAX: no limit (OCI's -1), here and below.
-        prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20, u64::MAX])
-            .prop_map(SetLimit::Memory)
-            .boxed(),
-        prop::sample::select(vec![10u64, 100, 1000, u64::MAX])
-            .prop_map(SetLimit::Pids)
-            .boxed(),
-        prop::sample::select(vec![512u64, 1024, 2048])
-            .prop_map(SetLimit::Shares)
-            .boxed(),
-        prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000, u64::MAX])
-            .prop_map(SetLimit::Quota)
-            .boxed(),
-        prop::sample::select(vec![16u64 << 20, 48 << 20])
-            .prop_map(SetLimit::Reservation)
-            .boxed(),
+        (
+            1,
+            prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20, u64::MAX])
+                .prop_map(SetLimit::Memory)
+                .boxed(),
+        ),
+        (
+            1,
+            prop::sample::select(vec![10u64, 100, 1000, u64::MAX])
+                .prop_map(SetLimit::Pids)
+                .boxed(),
+        ),
+        (
+            1,
+            prop::sample::select(vec![512u64, 1024, 2048])
+                .prop_map(SetLimit::Shares)
+                .boxed(),
+        ),
+        (
+            1,
+            prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000, u64::MAX])
+                .prop_map(SetLimit::Quota)
+                .boxed(),
+        ),
+        (
+            1,
+            prop::sample::select(vec![16u64 << 20, 48 << 20])
+                .prop_map(SetLimit::Reservation)
+                .boxed(),
+        ),
         // memory+swap: unlimited, no swap, 64 MiB of swap, or below the
         // memory limit (refused).
         (
-            prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20]),
-            0u8..4,
-        )
-            .prop_map(|(limit, k)| SetLimit::Swap {
-                limit,
-                total: match k {
-                    0 => None,
-                    1 => Some(limit),
-                    2 => Some(limit + (64 << 20)),
-                    _ => Some(limit / 2),
-                },
-            })
-            .boxed(),
+            1,
+            (
+                prop::sample::select(vec![64u64 << 20, 128 << 20, 256 << 20]),
+                0u8..4,
+            )
+                .prop_map(|(limit, k)| SetLimit::Swap {
+                    limit,
+                    total: match k {
+                        0 => None,
+                        1 => Some(limit),
+                        2 => Some(limit + (64 << 20)),
+                        _ => Some(limit / 2),
+                    },
+                })
+                .boxed(),
+        ),
+        // blkio weight at both ends and between.
+        (
+            1,
+            prop::sample::select(vec![10u64, 500, 1000])
+                .prop_map(SetLimit::IoWeight)
+                .boxed(),
+        ),
+        // A throttle: one of four keys, mostly of the machine's disk (one
+        // it does not have: ENODEV); a rate of 0 is none.
+        (
+            3,
+            (
+                prop::sample::select(IoKey::ALL.to_vec()),
+                prop::bool::weighted(if disk { 0.85 } else { 0.0 }),
+                prop::sample::select(vec![0u64, 1000, 1 << 20, 10 << 20]),
+            )
+                .prop_map(|(key, disk, rate)| SetLimit::Throttle { key, disk, rate })
+                .boxed(),
+        ),
     ];
     if hugetlb {
-        arms.push(
+        arms.push((
+            1,
             prop::sample::select(vec![2u64 << 20, 8 << 20, 64 << 20])
                 .prop_map(SetLimit::Hugetlb)
                 .boxed(),
-        );
+        ));
     }
-    prop::strategy::Union::new(arms).boxed()
+    prop::strategy::Union::new_weighted(arms).boxed()
 }
 
 fn device_rule() -> impl Strategy<Value = Rule> {
@@ -144,7 +183,7 @@ pub fn transitions(state: &CgState) -> BoxedStrategy<Transition> {
     prop_oneof![
         3 => path().prop_map(Transition::Make),
         3 => (proc_(), path()).prop_map(|(p, c)| Transition::Add(p, c)),
-        2 => (target(), limit(hugetlb)).prop_map(|(c, l)| Transition::Set(c, l)),
+        4 => (target(), limit(hugetlb, super::observe::disk().is_some())).prop_map(|(c, l)| Transition::Set(c, l)),
         3 => (target(), device_rules()).prop_map(|(c, r)| Transition::Devices(c, r)),
         1 => path().prop_map(Transition::Freeze),
         1 => path().prop_map(Transition::Thaw),

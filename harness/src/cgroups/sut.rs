@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use berth::oci::cgroups::{Cgroup, CgroupPaths, manager, resolve};
 use berth::oci::error::Error;
 use berth_model::cgroups::Controller;
+use berth_model::cgroups::IoKey;
 use berth_model::cgroups::devices::{Kind, Rule, access_text};
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources,
-    LinuxResourcesBuilder,
+    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+    LinuxResources, LinuxResourcesBuilder, LinuxThrottleDeviceBuilder,
 };
 use proptest_state_machine::StateMachineTest;
 
@@ -79,6 +80,37 @@ fn resources(l: SetLimit) -> LinuxResources {
                 .build()
                 .expect("memory"),
         ),
+        SetLimit::IoWeight(w) => r.block_io(
+            LinuxBlockIoBuilder::default()
+                .weight(w as u16)
+                .build()
+                .expect("blockIO"),
+        ),
+        SetLimit::Throttle { key, disk, rate } => {
+            let (major, minor) = match (disk, super::observe::disk()) {
+                (true, Some(d)) => d,
+                _ => super::observe::absent_disk(),
+            };
+            let t = vec![
+                LinuxThrottleDeviceBuilder::default()
+                    .major(i64::from(major))
+                    .minor(i64::from(minor))
+                    .rate(rate)
+                    .build()
+                    .expect("throttle"),
+            ];
+            let b = LinuxBlockIoBuilder::default();
+            r.block_io(
+                match key {
+                    IoKey::ReadBps => b.throttle_read_bps_device(t),
+                    IoKey::WriteBps => b.throttle_write_bps_device(t),
+                    IoKey::ReadIops => b.throttle_read_iops_device(t),
+                    IoKey::WriteIops => b.throttle_write_iops_device(t),
+                }
+                .build()
+                .expect("blockIO"),
+            )
+        }
         SetLimit::Quota(q) => r.cpu(
             LinuxCpuBuilder::default()
                 .quota(q as i64)
@@ -186,12 +218,14 @@ impl Sut {
                     Some(libc::EBUSY) => Outcome::InternalProcess,
                     Some(libc::EINVAL) => Outcome::Invalid,
                     Some(libc::EPERM) => Outcome::NotPermitted,
+                    Some(libc::ENODEV) => Outcome::NoDevice,
                     _ => Outcome::Other(e.to_string()),
                 }
             }
             Error::Other(m) if m.contains("is below linux.resources.memory.limit") => {
                 Outcome::Invalid
             }
+            Error::Other(m) if m.contains("has no weight file") => Outcome::Unsupported,
             Error::Other(m) if m.contains("controller not enabled") => {
                 if exists {
                     Outcome::NoSuchFile

@@ -1,5 +1,6 @@
 //! What can happen, and what may come of it.
 
+use berth_model::cgroups::IoKey;
 use berth_model::cgroups::devices::Rule;
 
 /// A limit the machine sets (`linux.resources`).
@@ -17,6 +18,18 @@ pub enum SetLimit {
     Reservation(u64),
     /// `hugepageLimits` for 2 MiB pages, in bytes
     Hugetlb(u64),
+    /// `blockIO.weight` (10..1000)
+    IoWeight(u64),
+    /// One of `blockIO`'s throttles, of the machine's disk or of a disk it
+    /// does not have; a rate of 0 is none (OCI, as v1 takes it)
+    Throttle {
+        /// which of the four
+        key: IoKey,
+        /// the machine's disk (or one it does not have)
+        disk: bool,
+        /// bytes or operations per second
+        rate: u64,
+    },
     /// `memory.limit` and `memory.swap` (memory and swap together; `None`:
     /// -1, unlimited), as Docker's `--memory` with `--memory-swap`
     Swap {
@@ -69,6 +82,11 @@ pub enum Outcome {
     Invalid,
     /// EPERM: v1's device rule giving more than the parent has.
     NotPermitted,
+    /// ENODEV: a throttle for a block device the machine does not have.
+    NoDevice,
+    /// berth refuses, before writing, what this kernel cannot do (v1's
+    /// blkio weight without a CFQ/BFQ weight file).
+    Unsupported,
     /// Anything else: never expected.
     Other(String),
 }

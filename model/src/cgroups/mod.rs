@@ -29,6 +29,9 @@
 //!   descendant holds: the write fails with EINVAL (the kernel's CFS bandwidth
 //!   check, `tg_cfs_schedulable_down`). v2 takes the smaller of the two instead.
 //!   (All quotas here share the 100 ms period, so quotas compare directly.)
+//! - Block I/O throttles are per cgroup and per whole disk; a device the
+//!   machine does not have is refused (ENODEV), and a limit of "none"
+//!   (v1's 0, v2's "max" on all four keys) takes the device's entry away.
 //! - Device access ([`devices`]): v1's devices controller (a default and
 //!   exceptions per cgroup, a child never gaining what its parent lacks), and
 //!   v2's filter programs, every one along the path having to allow.
@@ -97,6 +100,32 @@ pub enum Limit {
     IoWeight,
     /// hugetlb.2MB.max / hugetlb.2MB.limit_in_bytes (bytes of 2 MiB pages)
     Hugetlb2M,
+    /// One throttle of one block device (major, minor): v2's `io.max` key,
+    /// v1's `blkio.throttle.*_device` file.
+    IoMax(IoKey, u32, u32),
+}
+
+/// The four throttles of a block device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IoKey {
+    /// bytes read per second (`rbps`, `read_bps_device`)
+    ReadBps,
+    /// bytes written per second (`wbps`, `write_bps_device`)
+    WriteBps,
+    /// reads per second (`riops`, `read_iops_device`)
+    ReadIops,
+    /// writes per second (`wiops`, `write_iops_device`)
+    WriteIops,
+}
+
+impl IoKey {
+    /// Every key, in io.max's order.
+    pub const ALL: [IoKey; 4] = [
+        IoKey::ReadBps,
+        IoKey::WriteBps,
+        IoKey::ReadIops,
+        IoKey::WriteIops,
+    ];
 }
 
 impl Limit {
@@ -108,7 +137,7 @@ impl Limit {
             }
             Limit::PidsMax => Controller::Pids,
             Limit::CpuQuota | Limit::CpuWeight => Controller::Cpu,
-            Limit::IoWeight => Controller::Io,
+            Limit::IoWeight | Limit::IoMax(..) => Controller::Io,
             Limit::Hugetlb2M => Controller::Hugetlb,
         }
     }
@@ -150,6 +179,9 @@ pub enum Refusal {
     DeviceNotPermitted(String),
     /// EINVAL (v1): `a` written to the device rules of a cgroup with children.
     DevicesWithChildren(String),
+    /// ENODEV: a throttle for a block device the machine does not have (or
+    /// a partition: throttles are per disk).
+    NoSuchDevice(u32, u32),
 }
 
 /// The hierarchies of a machine: one for v2, one per controller (group) for v1.
@@ -394,12 +426,44 @@ impl Hierarchy {
         Ok(())
     }
 
-    /// Writes a limit file (`u64::MAX`: no limit, v2's "max", v1's -1).
-    pub fn set(&mut self, path: &str, limit: Limit, value: u64) -> Result<(), Refusal> {
+    /// Whether `path` has `limit`'s file: it exists, is not the root, and
+    /// has the controller.
+    fn has_file(&self, path: &str, limit: Limit) -> Result<(), Refusal> {
         self.get(path)?;
         if path == "/" || !self.available(path).contains(&limit.controller()) {
             return Err(Refusal::NoSuchFile(path.into(), limit));
         }
+        Ok(())
+    }
+
+    /// Writes one throttle of block device `major:minor` (`u64::MAX`: none,
+    /// which takes the key away; the device's entry goes with its last key).
+    /// `disk` says whether the machine has that whole disk.
+    pub fn set_io_max(
+        &mut self,
+        path: &str,
+        key: IoKey,
+        (major, minor): (u32, u32),
+        value: u64,
+        disk: bool,
+    ) -> Result<(), Refusal> {
+        let limit = Limit::IoMax(key, major, minor);
+        self.has_file(path, limit)?;
+        if !disk {
+            return Err(Refusal::NoSuchDevice(major, minor));
+        }
+        let limits = &mut self.cgroups.get_mut(path).expect("checked").limits;
+        if value == u64::MAX {
+            limits.remove(&limit);
+        } else {
+            limits.insert(limit, value);
+        }
+        Ok(())
+    }
+
+    /// Writes a limit file (`u64::MAX`: no limit, v2's "max", v1's -1).
+    pub fn set(&mut self, path: &str, limit: Limit, value: u64) -> Result<(), Refusal> {
+        self.has_file(path, limit)?;
         if !self.v2 && limit == Limit::CpuQuota && !self.v1_quota_fits(path, value) {
             return Err(Refusal::QuotaAboveParent(path.into()));
         }

@@ -32,6 +32,33 @@ fn rmdir_is_refused_with_children_or_processes_and_for_the_root() {
 }
 
 #[test]
+fn block_io_throttles_are_per_disk_and_none_takes_the_entry_away() {
+    // Measured on this host's v1 blkio: "7:0 1048576" is listed, "7:0 0"
+    // empties the file, a missing disk or a partition is ENODEV.
+    let mut h = Hierarchy::new(false, [Controller::Io]);
+    h.mkdir("/a").expect("mkdir");
+    h.mkdir("/a/b").expect("mkdir");
+    let rbps = Limit::IoMax(IoKey::ReadBps, 7, 0);
+    assert_eq!(
+        h.set_io_max("/", IoKey::ReadBps, (7, 0), 5, true),
+        Err(Refusal::NoSuchFile("/".into(), rbps))
+    );
+    assert_eq!(
+        h.set_io_max("/a", IoKey::ReadBps, (8, 240), 5, false),
+        Err(Refusal::NoSuchDevice(8, 240))
+    );
+    h.set_io_max("/a", IoKey::ReadBps, (7, 0), 1 << 20, true)
+        .expect("throttle");
+    h.set_io_max("/a/b", IoKey::ReadBps, (7, 0), 4 << 20, true)
+        .expect("throttle");
+    assert_eq!(h.effective("/a/b", rbps), Ok(Some(1 << 20)));
+    h.set_io_max("/a", IoKey::ReadBps, (7, 0), u64::MAX, true)
+        .expect("none");
+    assert!(h.cgroups["/a"].limits.is_empty());
+    assert_eq!(h.effective("/a/b", rbps), Ok(Some(4 << 20)));
+}
+
+#[test]
 fn attaching_moves_the_process() {
     let mut h = v2();
     h.mkdir("/a").expect("mkdir");

@@ -128,7 +128,8 @@ impl V1 {
             } else {
                 "blkio.bfq.weight"
             };
-            if !dir.join(file).exists() {
+            // (A cgroup that is not there is ENOENT from the write, not this.)
+            if dir.is_dir() && !dir.join(file).exists() {
                 return Err(Error::Other(format!(
                     "linux.resources.blockIO.weight {w}: this kernel's blkio controller has no weight file (no CFQ/BFQ scheduler)"
                 )));

@@ -228,10 +228,16 @@ impl Cgroup for V2 {
             for (key, list) in throttles {
                 for t in list.iter().flatten() {
                     self.need("io.max", "linux.resources.blockIO.throttle")?;
+                    // A rate of 0 is none, as v1 takes it; io.max refuses 0
+                    // (ERANGE) and says "max".
+                    let rate = match t.rate() {
+                        0 => "max".to_string(),
+                        r => r.to_string(),
+                    };
                     write(
                         d,
                         "io.max",
-                        &format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()),
+                        &format!("{}:{} {key}={rate}", t.major(), t.minor()),
                     )?;
                 }
             }

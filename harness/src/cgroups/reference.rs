@@ -51,7 +51,8 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
         Err(
             Refusal::QuotaAboveParent(_)
             | Refusal::DevicesWithChildren(_)
-            | Refusal::MemoryAboveSwap(_),
+            | Refusal::MemoryAboveSwap(_)
+            | Refusal::WeightWhileIdle(_),
         ) => Outcome::Invalid,
         Err(Refusal::DeviceNotPermitted(_)) => Outcome::NotPermitted,
         Err(Refusal::NoSuchDevice(..)) => Outcome::NoDevice,
@@ -127,6 +128,7 @@ pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
         SetLimit::Reservation(b) => (Limit::MemoryLow, b),
         SetLimit::Swap { limit, .. } => (Limit::MemoryMax, limit),
         SetLimit::Hugetlb(b) => (Limit::Hugetlb2M, b),
+        SetLimit::Idle(i) => (Limit::CpuIdle, i),
         SetLimit::IoWeight(w) if v2 => (
             Limit::IoWeight,
             berth_model::cgroups::oci::blkio_to_io_weight(w),

@@ -72,6 +72,12 @@ fn limit(hugetlb: bool, disk: bool) -> BoxedStrategy<SetLimit> {
                 })
                 .boxed(),
         ),
+        (
+            1,
+            prop::sample::select(vec![0u64, 1])
+                .prop_map(SetLimit::Idle)
+                .boxed(),
+        ),
         // blkio weight at both ends and between.
         (
             1,

@@ -80,6 +80,12 @@ fn resources(l: SetLimit) -> LinuxResources {
                 .build()
                 .expect("memory"),
         ),
+        SetLimit::Idle(i) => r.cpu(
+            LinuxCpuBuilder::default()
+                .idle(i as i64)
+                .build()
+                .expect("cpu"),
+        ),
         SetLimit::IoWeight(w) => r.block_io(
             LinuxBlockIoBuilder::default()
                 .weight(w as u16)

@@ -18,6 +18,8 @@ pub enum SetLimit {
     Reservation(u64),
     /// `hugepageLimits` for 2 MiB pages, in bytes
     Hugetlb(u64),
+    /// `cpu.idle` (0 or 1)
+    Idle(u64),
     /// `blockIO.weight` (10..1000)
     IoWeight(u64),
     /// One of `blockIO`'s throttles, of the machine's disk or of a disk it

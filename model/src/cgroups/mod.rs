@@ -29,6 +29,11 @@
 //!   descendant holds: the write fails with EINVAL (the kernel's CFS bandwidth
 //!   check, `tg_cfs_schedulable_down`). v2 takes the smaller of the two instead.
 //!   (All quotas here share the 100 ms period, so quotas compare directly.)
+//! - `cpu.idle` 1 gives the cgroup the idle weight (v1's shares read 3, the
+//!   scheduler's weight for SCHED_IDLE; v2's weight, that scaled to 1..10000
+//!   and rounded, 0) and refuses weight writes (EINVAL) while it lasts;
+//!   going back to 0 leaves the default weight (1024 / 100), not the one
+//!   before (measured on this host's v1).
 //! - Block I/O throttles are per cgroup and per whole disk; a device the
 //!   machine does not have is refused (ENODEV), and a limit of "none"
 //!   (v1's 0, v2's "max" on all four keys) takes the device's entry away.
@@ -94,8 +99,10 @@ pub enum Limit {
     PidsMax,
     /// cpu.max quota per 100 ms period, in µs
     CpuQuota,
-    /// cpu.weight (1..10000)
+    /// cpu.weight (1..10000) / cpu.shares
     CpuWeight,
+    /// cpu.idle (0 or 1): the cgroup's tasks run as SCHED_IDLE
+    CpuIdle,
     /// io.weight (1..10000)
     IoWeight,
     /// hugetlb.2MB.max / hugetlb.2MB.limit_in_bytes (bytes of 2 MiB pages)
@@ -136,7 +143,7 @@ impl Limit {
                 Controller::Memory
             }
             Limit::PidsMax => Controller::Pids,
-            Limit::CpuQuota | Limit::CpuWeight => Controller::Cpu,
+            Limit::CpuQuota | Limit::CpuWeight | Limit::CpuIdle => Controller::Cpu,
             Limit::IoWeight | Limit::IoMax(..) => Controller::Io,
             Limit::Hugetlb2M => Controller::Hugetlb,
         }
@@ -145,7 +152,10 @@ impl Limit {
     /// Whether the tightest value along the path is what applies (a maximum),
     /// rather than a share relative to siblings (a weight).
     pub fn is_maximum(self) -> bool {
-        !matches!(self, Limit::CpuWeight | Limit::IoWeight | Limit::MemoryLow)
+        !matches!(
+            self,
+            Limit::CpuWeight | Limit::IoWeight | Limit::MemoryLow | Limit::CpuIdle
+        )
     }
 }
 
@@ -179,6 +189,8 @@ pub enum Refusal {
     DeviceNotPermitted(String),
     /// EINVAL (v1): `a` written to the device rules of a cgroup with children.
     DevicesWithChildren(String),
+    /// EINVAL: a cpu weight (shares) written while the cgroup is idle.
+    WeightWhileIdle(String),
     /// ENODEV: a throttle for a block device the machine does not have (or
     /// a partition: throttles are per disk).
     NoSuchDevice(u32, u32),
@@ -476,11 +488,20 @@ impl Hierarchy {
         if !self.v2 && refused {
             return Err(Refusal::MemoryAboveSwap(path.into()));
         }
-        self.cgroups
-            .get_mut(path)
-            .expect("checked")
-            .limits
-            .insert(limit, value);
+        let idle = own(Limit::CpuIdle) == Some(1);
+        if limit == Limit::CpuWeight && idle {
+            return Err(Refusal::WeightWhileIdle(path.into()));
+        }
+        let weight = match limit {
+            Limit::CpuIdle if value == 1 && !idle => Some(if self.v2 { 0 } else { 3 }),
+            Limit::CpuIdle if value == 0 && idle => Some(if self.v2 { 100 } else { 1024 }),
+            _ => None,
+        };
+        let limits = &mut self.cgroups.get_mut(path).expect("checked").limits;
+        if let Some(w) = weight {
+            limits.insert(Limit::CpuWeight, w);
+        }
+        limits.insert(limit, value);
         Ok(())
     }
 

@@ -59,6 +59,28 @@ fn block_io_throttles_are_per_disk_and_none_takes_the_entry_away() {
 }
 
 #[test]
+fn an_idle_cgroup_has_the_idle_weight_and_refuses_another() {
+    // Measured on this host's v1: shares 512, idle 1 → shares read 3, a
+    // shares write is EINVAL; idle 0 → shares read 1024.
+    let mut h = Hierarchy::new(false, [Controller::Cpu]);
+    h.mkdir("/a").expect("mkdir");
+    h.set("/a", Limit::CpuWeight, 512).expect("shares");
+    h.set("/a", Limit::CpuIdle, 1).expect("idle");
+    assert_eq!(h.cgroups["/a"].limits[&Limit::CpuWeight], 3);
+    assert_eq!(
+        h.set("/a", Limit::CpuWeight, 2048),
+        Err(Refusal::WeightWhileIdle("/a".into()))
+    );
+    h.set("/a", Limit::CpuIdle, 1).expect("idle again");
+    assert_eq!(h.cgroups["/a"].limits[&Limit::CpuWeight], 3);
+    h.set("/a", Limit::CpuIdle, 0).expect("not idle");
+    assert_eq!(h.cgroups["/a"].limits[&Limit::CpuWeight], 1024);
+    h.set("/a", Limit::CpuWeight, 2048).expect("shares");
+    h.set("/a", Limit::CpuIdle, 0).expect("not idle again");
+    assert_eq!(h.cgroups["/a"].limits[&Limit::CpuWeight], 2048);
+}
+
+#[test]
 fn attaching_moves_the_process() {
     let mut h = v2();
     h.mkdir("/a").expect("mkdir");

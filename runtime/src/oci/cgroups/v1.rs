@@ -80,6 +80,7 @@ impl V1 {
             || c.quota().is_some()
             || c.period().is_some()
             || c.realtime_runtime().is_some()
+            || c.idle().is_some()
         {
             let dir = self.need("cpu", "linux.resources.cpu")?;
             if let Some(s) = c.shares().filter(|s| *s != 0) {
@@ -96,6 +97,10 @@ impl V1 {
             }
             if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
                 write(dir, "cpu.rt_runtime_us", &r.to_string())?;
+            }
+            // cpu.idle is in v1's cpu controller too (since 5.15), as runc writes it.
+            if let Some(idle) = c.idle() {
+                write(dir, "cpu.idle", &idle.to_string())?;
             }
         }
         if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {

@@ -129,6 +129,7 @@ pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
         SetLimit::Swap { limit, .. } => (Limit::MemoryMax, limit),
         SetLimit::Hugetlb(b) => (Limit::Hugetlb2M, b),
         SetLimit::Idle(i) => (Limit::CpuIdle, i),
+        SetLimit::Unified { value, .. } => (Limit::PidsMax, value),
         SetLimit::IoWeight(w) if v2 => (
             Limit::IoWeight,
             berth_model::cgroups::oci::blkio_to_io_weight(w),
@@ -216,6 +217,17 @@ pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
                 Err(e) => outcome(Err(e)),
             };
         }
+        // Unified keys: v1 refuses them all, v2 a bad one before writing any.
+        Transition::Set(_, SetLimit::Unified { .. }) if !v2 => return Outcome::Unsupported,
+        Transition::Set(_, SetLimit::Unified { bad: Some(_), .. }) => return Outcome::BadInput,
+        Transition::Set(p, SetLimit::Unified { key, value, .. }) => match hs.first_mut() {
+            None => Ok(()),
+            Some(h) => match *key {
+                "cgroup.freeze" => h.freeze(&full(p), *value == 1),
+                "memory.max" => h.set(&full(p), Limit::MemoryMax, *value),
+                _ => h.set(&full(p), Limit::PidsMax, *value),
+            },
+        },
         Transition::Set(p, SetLimit::Throttle { key, disk, rate }) => {
             let (dev, have) = match (disk, super::observe::disk()) {
                 (true, Some(d)) => (d, true),

@@ -78,6 +78,29 @@ fn limit(hugetlb: bool, disk: bool) -> BoxedStrategy<SetLimit> {
                 .prop_map(SetLimit::Idle)
                 .boxed(),
         ),
+        // A unified key and value, now and then beside a key to refuse.
+        (
+            1,
+            (
+                prop::sample::select(vec![
+                    ("pids.max", 10u64),
+                    ("pids.max", 100),
+                    ("memory.max", 64 << 20),
+                    ("cgroup.freeze", 1),
+                    ("cgroup.freeze", 0),
+                ]),
+                prop::option::weighted(
+                    0.3,
+                    prop::sample::select(vec![
+                        "cgroup.procs",
+                        "../pids.max",
+                        "cgroup.subtree_control",
+                    ]),
+                ),
+            )
+                .prop_map(|((key, value), bad)| SetLimit::Unified { key, value, bad })
+                .boxed(),
+        ),
         // blkio weight at both ends and between.
         (
             1,

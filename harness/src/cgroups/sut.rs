@@ -80,6 +80,14 @@ fn resources(l: SetLimit) -> LinuxResources {
                 .build()
                 .expect("memory"),
         ),
+        SetLimit::Unified { key, value, bad } => r.unified(
+            [(key, value.to_string())]
+                .into_iter()
+                // A value no file takes, so that a mutant writing it harms nothing.
+                .chain(bad.map(|b| (b, "x".to_string())))
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<std::collections::HashMap<_, _>>(),
+        ),
         SetLimit::Idle(i) => r.cpu(
             LinuxCpuBuilder::default()
                 .idle(i as i64)
@@ -217,6 +225,8 @@ impl Sut {
         match &e {
             Error::Cgroup { source, .. } | Error::Io { source, .. } => {
                 match source.raw_os_error() {
+                    // The cgroup there, the file not: its controller is not enabled.
+                    Some(libc::ENOENT) if exists => Outcome::NoSuchFile,
                     Some(libc::ENOENT) => Outcome::NoSuchCgroup,
                     Some(libc::EBUSY) if matches!(self.step, Some(Transition::Remove(_))) => {
                         Outcome::Busy
@@ -231,7 +241,12 @@ impl Sut {
             Error::Other(m) if m.contains("is below linux.resources.memory.limit") => {
                 Outcome::Invalid
             }
-            Error::Other(m) if m.contains("has no weight file") => Outcome::Unsupported,
+            Error::Other(m)
+                if m.contains("has no weight file") || m.contains("needs cgroup v2") =>
+            {
+                Outcome::Unsupported
+            }
+            Error::Other(m) if m.contains("is not allowed") => Outcome::BadInput,
             Error::Other(m) if m.contains("controller not enabled") => {
                 if exists {
                     Outcome::NoSuchFile

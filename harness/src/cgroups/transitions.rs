@@ -18,6 +18,17 @@ pub enum SetLimit {
     Reservation(u64),
     /// `hugepageLimits` for 2 MiB pages, in bytes
     Hugetlb(u64),
+    /// `linux.resources.unified`: a v2 file and its value (pids.max,
+    /// memory.max or cgroup.freeze), sometimes with a key berth must refuse
+    /// (one naming another directory or a cgroup core file)
+    Unified {
+        /// the file
+        key: &'static str,
+        /// its value
+        value: u64,
+        /// a key to refuse, beside it
+        bad: Option<&'static str>,
+    },
     /// `cpu.idle` (0 or 1)
     Idle(u64),
     /// `blockIO.weight` (10..1000)
@@ -87,8 +98,11 @@ pub enum Outcome {
     /// ENODEV: a throttle for a block device the machine does not have.
     NoDevice,
     /// berth refuses, before writing, what this kernel cannot do (v1's
-    /// blkio weight without a CFQ/BFQ weight file).
+    /// blkio weight without a CFQ/BFQ weight file, unified keys on v1).
     Unsupported,
+    /// berth refuses the input before writing anything (a unified key it
+    /// does not allow).
+    BadInput,
     /// Anything else: never expected.
     Other(String),
 }

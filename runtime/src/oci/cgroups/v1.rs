@@ -283,6 +283,14 @@ impl Cgroup for V1 {
 
     fn set(&self, res: &LinuxResources) -> Result<()> {
         super::check(res)?;
+        // Refused before anything is written.
+        if let Some(unified) = res.unified().as_ref().filter(|u| !u.is_empty()) {
+            let mut keys: Vec<_> = unified.keys().cloned().collect();
+            keys.sort();
+            return Err(Error::Other(format!(
+                "linux.resources.unified {keys:?}: needs cgroup v2, and this host's controllers are on v1"
+            )));
+        }
         if let Some(devices) = res.devices() {
             self.set_devices(devices)?;
         }
@@ -333,12 +341,6 @@ impl Cgroup for V1 {
                     )?;
                 }
             }
-        }
-        if let Some(unified) = res.unified().as_ref().filter(|u| !u.is_empty()) {
-            let keys: Vec<_> = unified.keys().cloned().collect();
-            return Err(Error::Other(format!(
-                "linux.resources.unified {keys:?}: needs cgroup v2, and this host's controllers are on v1"
-            )));
         }
         Ok(())
     }

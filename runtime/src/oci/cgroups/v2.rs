@@ -114,6 +114,18 @@ impl Cgroup for V2 {
 
     fn set(&self, res: &LinuxResources) -> Result<()> {
         super::check(res)?;
+        // Every unified key is checked before anything is written: one that
+        // names another directory or a cgroup core file (but cgroup.freeze).
+        let mut unified: Vec<(&String, &String)> = res.unified().iter().flatten().collect();
+        unified.sort();
+        if let Some((k, _)) = unified
+            .iter()
+            .find(|(k, _)| k.contains('/') || k.starts_with("cgroup.") && *k != "cgroup.freeze")
+        {
+            return Err(Error::Other(format!(
+                "linux.resources.unified: key {k:?} is not allowed"
+            )));
+        }
         let d = &self.dir;
         if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
             super::devices::attach(d, rules)?;
@@ -245,15 +257,8 @@ impl Cgroup for V2 {
         for l in res.hugepage_limits().iter().flatten() {
             self.set_hugepage(l)?;
         }
-        if let Some(unified) = res.unified() {
-            for (k, v) in unified {
-                if k.contains('/') || k.starts_with("cgroup.") && k != "cgroup.freeze" {
-                    return Err(Error::Other(format!(
-                        "linux.resources.unified: key {k:?} is not allowed"
-                    )));
-                }
-                write(d, k, v)?;
-            }
+        for (k, v) in unified {
+            write(d, k, v)?;
         }
         Ok(())
     }

@@ -186,6 +186,32 @@ pub fn differences(sut: &Sut, r: &RefState) -> Vec<String> {
             }
             Err(e) => out.push(format!("inside {c}: {e}")),
         }
+        // Its /etc/hosts: localhost's lines, its own addresses with its name,
+        // and every other container on a network it is on, with theirs.
+        let mine: BTreeSet<&str> = r
+            .model
+            .endpoints()
+            .iter()
+            .filter(|e| &e.container == c)
+            .map(|e| e.network.as_str())
+            .collect();
+        let want: BTreeSet<String> = LOCALHOST
+            .iter()
+            .map(|l| l.to_string())
+            .chain(
+                r.model
+                    .endpoints()
+                    .iter()
+                    .filter(|e| &e.container == c || mine.contains(e.network.as_str()))
+                    .map(|e| format!("{}\t{}", e.ip, e.container)),
+            )
+            .collect();
+        let got: BTreeSet<String> = std::fs::read_to_string(sut.hosts_file(c))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        out.extend(diff(&format!("{c}'s /etc/hosts"), &want, &got));
     }
     // Real connections, after a step that changed something (a refused one
     // changed nothing, and the rest above shows it).
@@ -203,6 +229,16 @@ pub fn differences(sut: &Sut, r: &RefState) -> Vec<String> {
     }
     out
 }
+
+/// The lines every container's /etc/hosts starts with (Docker's).
+const LOCALHOST: [&str; 6] = [
+    "127.0.0.1\tlocalhost",
+    "::1\tlocalhost ip6-localhost ip6-loopback",
+    "fe00::0\tip6-localnet",
+    "ff00::0\tip6-mcastprefix",
+    "ff02::1\tip6-allnodes",
+    "ff02::2\tip6-allrouters",
+];
 
 /// The runtime's state is the model's. Links of a namespace that just lost its
 /// last process leave the kernel shortly after (the kernel cleans up network

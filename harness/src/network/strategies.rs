@@ -1,4 +1,5 @@
-//! Transitions generated from the reference state: small pools of names,
+//! Transitions generated from the reference state: small pools of names
+//! (containers go to networks that exist three times in four, so they meet),
 //! overlapping and tiny subnets (a /29 and a /30 run out fast), addresses inside,
 //! on the edges of and outside the subnets, and a few host ports, so that every
 //! refusal comes up often.
@@ -92,6 +93,21 @@ fn network_name() -> impl Strategy<Value = String> {
     prop::sample::select(NETWORKS.to_vec()).prop_map(str::to_string)
 }
 
+/// A network for a container: one that exists three times in four (when one
+/// does), so that containers meet on networks often; else any name.
+fn target_network(state: &RefState) -> BoxedStrategy<String> {
+    let existing: Vec<String> = NETWORKS
+        .iter()
+        .filter(|n| state.model.network(n).is_some())
+        .map(|n| n.to_string())
+        .collect();
+    if existing.is_empty() {
+        network_name().boxed()
+    } else {
+        prop_oneof![3 => prop::sample::select(existing), 1 => network_name()].boxed()
+    }
+}
+
 /// The transitions that may follow `state`.
 pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
     let subnets = subnets();
@@ -122,7 +138,7 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
         .collect();
     if !idle.is_empty() {
         let st = state.clone();
-        let run = (prop::sample::select(idle), network_name())
+        let run = (prop::sample::select(idle), target_network(state))
             .prop_flat_map(move |(container, network)| {
                 (
                     Just(container),
@@ -147,7 +163,7 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
     let running: Vec<String> = state.running.iter().cloned().collect();
     if !running.is_empty() {
         let st = state.clone();
-        let connect = (prop::sample::select(running.clone()), network_name())
+        let connect = (prop::sample::select(running.clone()), target_network(state))
             .prop_flat_map(move |(container, network)| {
                 (Just(container), ip_on(&st, &network), Just(network))
             })
@@ -156,7 +172,7 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
                 network,
                 ip,
             });
-        let disconnect = (prop::sample::select(running.clone()), network_name())
+        let disconnect = (prop::sample::select(running.clone()), target_network(state))
             .prop_map(|(container, network)| Transition::Disconnect { container, network });
         let stop = prop::sample::select(running.clone())
             .prop_map(|container| Transition::Stop { container });

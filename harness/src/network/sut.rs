@@ -94,7 +94,9 @@ impl Sut {
         }
     }
 
-    fn hosts_file(&self, container: &str) -> PathBuf {
+    /// A container's /etc/hosts as berth writes it (made empty first, as
+    /// the engine makes it).
+    pub fn hosts_file(&self, container: &str) -> PathBuf {
         let p = self.dir.path().join(format!("{container}.hosts"));
         if !p.exists() {
             std::fs::write(&p, "").expect("hosts file");

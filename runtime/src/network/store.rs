@@ -686,13 +686,13 @@ fn peers(s: &State, container: &str) -> Vec<(Ipv4Addr, Vec<String>)> {
         .iter()
         .filter(|e| e.container != container && nets.contains(&e.network.as_str()))
         .map(|e| {
-            (
-                e.ip,
-                vec![
-                    e.name.clone(),
-                    e.container[..12.min(e.container.len())].to_string(),
-                ],
-            )
+            // By name and short id (once, when they are the same).
+            let short = &e.container[..12.min(e.container.len())];
+            let mut names = vec![e.name.clone()];
+            if e.name != short {
+                names.push(short.to_string());
+            }
+            (e.ip, names)
         })
         .collect()
 }

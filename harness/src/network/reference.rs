@@ -37,6 +37,7 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
         Err(Refusal::AddressOutsideSubnet(_)) => Outcome::AddressOutside,
         Err(Refusal::AlreadyConnected(..)) => Outcome::AlreadyConnected,
         Err(Refusal::PortInUse(..)) => Outcome::PortInUse,
+        Err(Refusal::BadName(_)) => Outcome::BadName,
         Err(other) => Outcome::Other(format!("model: {other:?}")),
     }
 }

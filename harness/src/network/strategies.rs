@@ -111,8 +111,13 @@ fn target_network(state: &RefState) -> BoxedStrategy<String> {
 /// The transitions that may follow `state`.
 pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
     let subnets = subnets();
+    // Now and then a name no network may have.
+    let name = prop_oneof![
+        7 => network_name().boxed(),
+        1 => prop::sample::select(vec!["-n0", "n/0", "n 0", "", "n0:"]).prop_map(str::to_string).boxed(),
+    ];
     let create = (
-        network_name(),
+        name,
         prop::sample::select(subnets),
         prop::option::weighted(0.3, 0u32..4),
     )

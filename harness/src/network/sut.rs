@@ -37,6 +37,7 @@ pub struct Sut {
 pub fn outcome(e: &Error) -> Outcome {
     match e {
         Error::Exists(_) => Outcome::NetworkExists,
+        Error::BadName(_) => Outcome::BadName,
         Error::Overlaps { .. } => Outcome::Overlaps,
         Error::Invalid(what, _) if what == "--gateway" => Outcome::BadGateway,
         Error::NoSuchNetwork(_) => Outcome::NoSuchNetwork,

@@ -72,6 +72,8 @@ pub enum Outcome {
     Ok,
     /// A network of that name exists.
     NetworkExists,
+    /// Not a name a network may have.
+    BadName,
     /// The subnet overlaps another network's.
     Overlaps,
     /// The gateway is not a host address of the subnet.

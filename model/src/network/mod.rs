@@ -94,6 +94,16 @@ pub enum Refusal {
     NotBridgeMode(String),
     /// The host address, port and protocol are published already.
     PortInUse(Ipv4Addr, u16, Proto),
+    /// Not a name Docker takes: a letter or digit first, then letters,
+    /// digits, `_`, `.` and `-`.
+    BadName(String),
+}
+
+/// Docker's rule for network (and container) names.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// A transport protocol.

@@ -33,6 +33,9 @@ impl Networks {
         subnet: Subnet,
         gateway: Option<Ipv4Addr>,
     ) -> Result<(), Refusal> {
+        if !super::valid_name(name) {
+            return Err(Refusal::BadName(name.into()));
+        }
         if self.networks.contains_key(name) {
             return Err(Refusal::NetworkExists(name.into()));
         }

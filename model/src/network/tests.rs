@@ -27,6 +27,20 @@ fn small() -> Networks {
 }
 
 #[test]
+fn a_network_name_is_dockers() {
+    let mut m = Networks::new();
+    let sub = Subnet::new(ip("10.9.0.0"), 24);
+    for bad in ["", "-n", "_n", "n/0", "n 0", "n0:"] {
+        assert_eq!(
+            m.create(bad, "b", sub, None),
+            Err(Refusal::BadName(bad.into())),
+            "{bad:?}"
+        );
+    }
+    m.create("n0_a.b-c", "b", sub, None).expect("a good name");
+}
+
+#[test]
 fn allocation_skips_network_gateway_and_broadcast_and_goes_up() {
     let mut n = small();
     for c in ["a", "b", "c", "d", "e"] {

@@ -60,8 +60,32 @@ fn result(r: Result<(), Error>) -> Outcome {
     }
 }
 
+/// `p` as a user types it after `-p`, parsed as the CLI parses it: one of
+/// Docker's spellings, chosen by the port (the host address left out when it
+/// is 0.0.0.0, a one-port range `A-A:B-B`, `/tcp` left out), so that the
+/// machine's ports go through berth's parser too.
 fn spec(p: &Port) -> PortSpec {
-    PortSpec {
+    let ip = if p.host_ip.is_unspecified() && p.host_port.is_multiple_of(2) {
+        String::new()
+    } else {
+        format!("{}:", p.host_ip)
+    };
+    let (host, ctr) = if p.host_port.is_multiple_of(3) {
+        (
+            format!("{0}-{0}", p.host_port),
+            format!("{0}-{0}", p.container_port),
+        )
+    } else {
+        (p.host_port.to_string(), p.container_port.to_string())
+    };
+    let proto = match p.proto {
+        berth_model::network::Proto::Tcp if p.host_port % 2 == 1 => "",
+        berth_model::network::Proto::Tcp => "/tcp",
+        berth_model::network::Proto::Udp => "/udp",
+    };
+    let text = format!("{ip}{host}:{ctr}{proto}");
+    let parsed = PortSpec::parse(&text).unwrap_or_else(|e| panic!("-p {text}: {e}"));
+    let want = PortSpec {
         host_ip: p.host_ip,
         host_port: p.host_port,
         container_port: p.container_port,
@@ -69,7 +93,9 @@ fn spec(p: &Port) -> PortSpec {
             berth_model::network::Proto::Tcp => Proto::Tcp,
             berth_model::network::Proto::Udp => Proto::Udp,
         },
-    }
+    };
+    assert_eq!(parsed, vec![want], "-p {text} as berth parses it");
+    want
 }
 
 impl Sut {

@@ -85,6 +85,8 @@ fn limit_file(l: Limit, v: u64, v2: bool) -> Option<(&'static str, String)> {
         (Limit::Hugetlb2M, false) => ("hugetlb.2MB.limit_in_bytes", v.to_string()),
         (Limit::MemorySwapMax, false) => ("memory.memsw.limit_in_bytes", v.to_string()),
         (Limit::CpuIdle, _) => ("cpu.idle", v.to_string()),
+        (Limit::Cpus, _) => ("cpuset.cpus", observe::list(v)),
+        (Limit::Mems, _) => ("cpuset.mems", observe::list(v)),
         (Limit::IoWeight, true) => ("io.weight", format!("default {v}")),
         (Limit::IoWeight, false) => (observe::v1_weight_file()?, v.to_string()),
         _ => return None,

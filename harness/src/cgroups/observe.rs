@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use berth::oci::cgroups::{Layout as HostLayout, layout};
 use berth_model::cgroups::devices::{MKNOD, READ, WRITE};
-use berth_model::cgroups::{Controller, IoKey};
+use berth_model::cgroups::{Controller, IoKey, Limit};
 
 /// One hierarchy the machine watches: v2 or not, its controllers, its mount.
 #[derive(Debug, Clone)]
@@ -138,6 +138,47 @@ pub fn subtree_control(dir: &Path) -> BTreeSet<Controller> {
         .into_iter()
         .filter(|c| text.split_whitespace().any(|n| n == name(*c, true)))
         .collect()
+}
+
+/// The machine's possible cpus (for [`Limit::Cpus`]) or memory nodes, as a
+/// mask.
+pub fn possible(l: Limit) -> u64 {
+    let file = match l {
+        Limit::Mems => "/sys/devices/system/node/possible",
+        _ => "/sys/devices/system/cpu/possible",
+    };
+    // No node directory: one node.
+    let text = std::fs::read_to_string(file).unwrap_or_else(|_| "0".into());
+    text.trim()
+        .split(',')
+        .filter_map(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+        })
+        .flat_map(|(a, b)| a..=b)
+        .filter(|n| *n < 64)
+        .fold(0, |m, n| m | 1 << n)
+}
+
+/// A mask as the kernel lists it: "0-1,3" (empty: "").
+pub fn list(mask: u64) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut n = 0;
+    while n < 64 {
+        if mask >> n & 1 == 1 {
+            let start = n;
+            while n + 1 < 64 && mask >> (n + 1) & 1 == 1 {
+                n += 1;
+            }
+            out.push(if start == n {
+                n.to_string()
+            } else {
+                format!("{start}-{n}")
+            });
+        }
+        n += 1;
+    }
+    out.join(",")
 }
 
 /// The whole disk the machine throttles: the first in /sys/block by name

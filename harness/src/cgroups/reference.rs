@@ -56,6 +56,9 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
         ) => Outcome::Invalid,
         Err(Refusal::DeviceNotPermitted(_)) => Outcome::NotPermitted,
         Err(Refusal::NoSuchDevice(..)) => Outcome::NoDevice,
+        Err(Refusal::OutOfRange(_)) => Outcome::OutOfRange,
+        Err(Refusal::ChildOutside(_)) => Outcome::Busy,
+        Err(Refusal::AboveParent(_)) => Outcome::Denied,
         Err(other) => Outcome::Other(format!("model: {other:?}")),
     }
 }
@@ -76,7 +79,32 @@ fn ancestors(path: &str) -> Vec<String> {
 /// berth's `create`: `mkdir -p`, then, on pure v2, controllers enabled top
 /// down (in the hybrid cgroup2 of a v1 host berth only makes the directory).
 fn make(h: &mut Hierarchy, path: &str, pure_v2: bool) -> Result<(), Refusal> {
+    let before: BTreeSet<String> = h.cgroups.keys().cloned().collect();
     h.mkdir_all(path)?;
+    // v1's cpuset: a new cgroup's cpus and mems start empty, and berth
+    // copies its parent's into it (a cgroup without them takes no process).
+    if !h.v2 && h.controllers.contains(&Controller::Cpuset) {
+        let mut made: Vec<String> = h
+            .cgroups
+            .keys()
+            .filter(|p| !before.contains(*p))
+            .cloned()
+            .collect();
+        made.sort_by_key(|p| p.matches('/').count());
+        for p in made {
+            for l in [Limit::Cpus, Limit::Mems] {
+                let parent = ancestors(&p).pop().unwrap_or_else(|| "/".into());
+                let v = if parent == "/" {
+                    super::observe::possible(l)
+                } else {
+                    h.cgroups[&parent].limits.get(&l).copied().unwrap_or(0)
+                };
+                if let Some(c) = h.cgroups.get_mut(&p) {
+                    c.limits.insert(l, v);
+                }
+            }
+        }
+    }
     if pure_v2 {
         enable_down(h, path, &WANTED);
     }
@@ -129,6 +157,8 @@ pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
         SetLimit::Swap { limit, .. } => (Limit::MemoryMax, limit),
         SetLimit::Hugetlb(b) => (Limit::Hugetlb2M, b),
         SetLimit::Idle(i) => (Limit::CpuIdle, i),
+        SetLimit::Cpus(m) => (Limit::Cpus, m),
+        SetLimit::Mems(m) => (Limit::Mems, m),
         SetLimit::Unified { value, .. } => (Limit::PidsMax, value),
         SetLimit::IoWeight(w) if v2 => (
             Limit::IoWeight,
@@ -228,6 +258,13 @@ pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
                 _ => h.set(&full(p), Limit::PidsMax, *value),
             },
         },
+        Transition::Set(p, l @ (SetLimit::Cpus(_) | SetLimit::Mems(_))) => {
+            let (limit, mask) = limit_of(*l, v2);
+            let possible = super::observe::possible(limit);
+            s.layout
+                .for_controller(Controller::Cpuset)
+                .and_then(|h| h.set_cpuset(&full(p), limit, mask, possible))
+        }
         Transition::Set(p, SetLimit::Throttle { key, disk, rate }) => {
             let (dev, have) = match (disk, super::observe::disk()) {
                 (true, Some(d)) => (d, true),

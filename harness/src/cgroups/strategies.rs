@@ -78,6 +78,15 @@ fn limit(hugetlb: bool, disk: bool) -> BoxedStrategy<SetLimit> {
                 .prop_map(SetLimit::Idle)
                 .boxed(),
         ),
+        // cpusets: cpu 0, 1, both, or 2 (beyond this host's and the VMs':
+        // ERANGE; so are 1 and 0-1 in the one-cpu VMs); node 0.
+        (
+            2,
+            prop::sample::select(vec![0b1u64, 0b10, 0b11, 0b100])
+                .prop_map(SetLimit::Cpus)
+                .boxed(),
+        ),
+        (1, Just(SetLimit::Mems(1)).boxed()),
         // A unified key and value, now and then beside a key to refuse.
         (
             1,

@@ -88,6 +88,18 @@ fn resources(l: SetLimit) -> LinuxResources {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect::<std::collections::HashMap<_, _>>(),
         ),
+        SetLimit::Cpus(m) => r.cpu(
+            LinuxCpuBuilder::default()
+                .cpus(super::observe::list(m))
+                .build()
+                .expect("cpu"),
+        ),
+        SetLimit::Mems(m) => r.cpu(
+            LinuxCpuBuilder::default()
+                .mems(super::observe::list(m))
+                .build()
+                .expect("cpu"),
+        ),
         SetLimit::Idle(i) => r.cpu(
             LinuxCpuBuilder::default()
                 .idle(i as i64)
@@ -228,9 +240,16 @@ impl Sut {
                     // The cgroup there, the file not: its controller is not enabled.
                     Some(libc::ENOENT) if exists => Outcome::NoSuchFile,
                     Some(libc::ENOENT) => Outcome::NoSuchCgroup,
-                    Some(libc::EBUSY) if matches!(self.step, Some(Transition::Remove(_))) => {
+                    Some(libc::EBUSY)
+                        if matches!(
+                            self.step,
+                            Some(Transition::Remove(_) | Transition::Set(..))
+                        ) =>
+                    {
                         Outcome::Busy
                     }
+                    Some(libc::ERANGE) => Outcome::OutOfRange,
+                    Some(libc::EACCES) => Outcome::Denied,
                     Some(libc::EBUSY) => Outcome::InternalProcess,
                     Some(libc::EINVAL) => Outcome::Invalid,
                     Some(libc::EPERM) => Outcome::NotPermitted,

@@ -29,6 +29,10 @@ pub enum SetLimit {
         /// a key to refuse, beside it
         bad: Option<&'static str>,
     },
+    /// `cpu.cpus` as a mask of cpus (bit n: cpu n)
+    Cpus(u64),
+    /// `cpu.mems` as a mask of memory nodes
+    Mems(u64),
     /// `cpu.idle` (0 or 1)
     Idle(u64),
     /// `blockIO.weight` (10..1000)
@@ -86,7 +90,7 @@ pub enum Outcome {
     NoSuchFile,
     /// EBUSY: v2's no-internal-process rule.
     InternalProcess,
-    /// EBUSY on removal.
+    /// EBUSY on removal, or (v1) a cpuset narrower than a child's.
     Busy,
     /// EINVAL: v1's cpu quota above the one in force over it, `a`
     /// written to the device rules of a cgroup with children, v1's memory
@@ -97,6 +101,10 @@ pub enum Outcome {
     NotPermitted,
     /// ENODEV: a throttle for a block device the machine does not have.
     NoDevice,
+    /// ERANGE: a cpu or node beyond the machine's possible ones.
+    OutOfRange,
+    /// EACCES (v1): a cpuset wider than its parent's.
+    Denied,
     /// berth refuses, before writing, what this kernel cannot do (v1's
     /// blkio weight without a CFQ/BFQ weight file, unified keys on v1).
     Unsupported,

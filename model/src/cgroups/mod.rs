@@ -34,6 +34,10 @@
 //!   and rounded, 0) and refuses weight writes (EINVAL) while it lasts;
 //!   going back to 0 leaves the default weight (1024 / 100), not the one
 //!   before (measured on this host's v1).
+//! - cpusets (cpus and memory nodes, as masks): one naming a cpu or node
+//!   beyond the machine's possible ones is ERANGE; v1 only, a cgroup's set
+//!   must hold each child's (EBUSY) and lie within its parent's (EACCES),
+//!   and a new cgroup starts empty (v2: empty means the parent's).
 //! - Block I/O throttles are per cgroup and per whole disk; a device the
 //!   machine does not have is refused (ENODEV), and a limit of "none"
 //!   (v1's 0, v2's "max" on all four keys) takes the device's entry away.
@@ -107,6 +111,10 @@ pub enum Limit {
     IoWeight,
     /// hugetlb.2MB.max / hugetlb.2MB.limit_in_bytes (bytes of 2 MiB pages)
     Hugetlb2M,
+    /// cpuset.cpus, as a mask (bit n: cpu n)
+    Cpus,
+    /// cpuset.mems, as a mask (bit n: memory node n)
+    Mems,
     /// One throttle of one block device (major, minor): v2's `io.max` key,
     /// v1's `blkio.throttle.*_device` file.
     IoMax(IoKey, u32, u32),
@@ -146,6 +154,7 @@ impl Limit {
             Limit::CpuQuota | Limit::CpuWeight | Limit::CpuIdle => Controller::Cpu,
             Limit::IoWeight | Limit::IoMax(..) => Controller::Io,
             Limit::Hugetlb2M => Controller::Hugetlb,
+            Limit::Cpus | Limit::Mems => Controller::Cpuset,
         }
     }
 
@@ -154,7 +163,12 @@ impl Limit {
     pub fn is_maximum(self) -> bool {
         !matches!(
             self,
-            Limit::CpuWeight | Limit::IoWeight | Limit::MemoryLow | Limit::CpuIdle
+            Limit::CpuWeight
+                | Limit::IoWeight
+                | Limit::MemoryLow
+                | Limit::CpuIdle
+                | Limit::Cpus
+                | Limit::Mems
         )
     }
 }
@@ -191,6 +205,12 @@ pub enum Refusal {
     DevicesWithChildren(String),
     /// EINVAL: a cpu weight (shares) written while the cgroup is idle.
     WeightWhileIdle(String),
+    /// ERANGE: a cpu (or node) beyond the machine's possible ones.
+    OutOfRange(String),
+    /// EBUSY (v1): a cpuset narrower than one of its children's.
+    ChildOutside(String),
+    /// EACCES (v1): a cpuset wider than its parent's.
+    AboveParent(String),
     /// ENODEV: a throttle for a block device the machine does not have (or
     /// a partition: throttles are per disk).
     NoSuchDevice(u32, u32),
@@ -470,6 +490,51 @@ impl Hierarchy {
         } else {
             limits.insert(limit, value);
         }
+        Ok(())
+    }
+
+    /// Writes cpuset.cpus or cpuset.mems: `mask` within `possible` (the
+    /// machine's cpus or nodes); on v1 also within the parent's (the root's
+    /// being `possible`) and over every child's.
+    pub fn set_cpuset(
+        &mut self,
+        path: &str,
+        limit: Limit,
+        mask: u64,
+        possible: u64,
+    ) -> Result<(), Refusal> {
+        self.has_file(path, limit)?;
+        if mask & !possible != 0 {
+            return Err(Refusal::OutOfRange(path.into()));
+        }
+        if !self.v2 {
+            let of = |p: &str| {
+                if p == "/" {
+                    Some(possible)
+                } else {
+                    self.cgroups[p].limits.get(&limit).copied()
+                }
+            };
+            let children_inside = self
+                .cgroups
+                .keys()
+                .filter(|c| parent_of(c) == Some(path))
+                .all(|c| of(c).is_none_or(|m| m & !mask == 0));
+            if !children_inside {
+                return Err(Refusal::ChildOutside(path.into()));
+            }
+            if parent_of(path)
+                .and_then(of)
+                .is_some_and(|par| mask & !par != 0)
+            {
+                return Err(Refusal::AboveParent(path.into()));
+            }
+        }
+        self.cgroups
+            .get_mut(path)
+            .expect("checked")
+            .limits
+            .insert(limit, mask);
         Ok(())
     }
 

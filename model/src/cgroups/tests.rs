@@ -81,6 +81,40 @@ fn an_idle_cgroup_has_the_idle_weight_and_refuses_another() {
 }
 
 #[test]
+fn v1_cpusets_nest_and_name_only_possible_cpus() {
+    // Measured on this host's v1 (cpus 0-1 possible): a child's "1" under
+    // "0-1", then the parent's "0" is EBUSY; the child's "0-1" under a
+    // parent's "0" is EACCES; "2" is ERANGE.
+    let mut h = Hierarchy::new(false, [Controller::Cpuset]);
+    h.mkdir("/a").expect("mkdir");
+    h.mkdir("/a/c").expect("mkdir");
+    h.set_cpuset("/a", Limit::Cpus, 0b11, 0b11).expect("0-1");
+    h.set_cpuset("/a/c", Limit::Cpus, 0b10, 0b11).expect("1");
+    assert_eq!(
+        h.set_cpuset("/a", Limit::Cpus, 0b01, 0b11),
+        Err(Refusal::ChildOutside("/a".into()))
+    );
+    h.set_cpuset("/a/c", Limit::Cpus, 0b01, 0b11).expect("0");
+    h.set_cpuset("/a", Limit::Cpus, 0b01, 0b11).expect("0");
+    assert_eq!(
+        h.set_cpuset("/a/c", Limit::Cpus, 0b11, 0b11),
+        Err(Refusal::AboveParent("/a/c".into()))
+    );
+    assert_eq!(
+        h.set_cpuset("/a/c", Limit::Cpus, 0b100, 0b11),
+        Err(Refusal::OutOfRange("/a/c".into()))
+    );
+    // v2 asks neither the parent nor the children.
+    let mut h = v2();
+    h.mkdir("/a").expect("mkdir");
+    h.enable("/", Controller::Cpuset).expect("enable");
+    h.enable("/a", Controller::Cpuset).expect("enable");
+    h.mkdir("/a/c").expect("mkdir");
+    h.set_cpuset("/a/c", Limit::Cpus, 0b11, 0b11).expect("0-1");
+    h.set_cpuset("/a", Limit::Cpus, 0b01, 0b11).expect("0");
+}
+
+#[test]
 fn attaching_moves_the_process() {
     let mut h = v2();
     h.mkdir("/a").expect("mkdir");

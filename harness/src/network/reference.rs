@@ -115,7 +115,10 @@ impl ReferenceStateMachine for NetRef {
     type Transition = Transition;
 
     fn init_state() -> BoxedStrategy<RefState> {
-        Just(RefState::default()).boxed()
+        let mut s = RefState::default();
+        let (a, p) = super::sut::HOST_ADDRESS;
+        s.model.host_subnet(berth_model::network::Subnet::new(a, p));
+        Just(s).boxed()
     }
 
     fn transitions(state: &RefState) -> BoxedStrategy<Transition> {

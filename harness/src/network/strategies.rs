@@ -24,6 +24,8 @@ pub fn subnets() -> Vec<Subnet> {
         ([10, 67, 0, 0], 29),
         ([10, 67, 0, 8], 29),
         ([10, 68, 0, 0], 30),
+        // Over the host's own 10.69.0.1/24 (refused).
+        ([10, 69, 0, 0], 16),
     ]
     .into_iter()
     .map(|(a, p)| Subnet::new(Ipv4Addr::from(a), p))

@@ -98,6 +98,9 @@ fn spec(p: &Port) -> PortSpec {
     want
 }
 
+/// The address the case's namespace has as a host's own (on lo).
+pub const HOST_ADDRESS: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 69, 0, 1), 24);
+
 impl Sut {
     /// A fresh data root, in a fresh network namespace for this thread.
     pub fn new() -> Sut {
@@ -109,6 +112,13 @@ impl Sut {
             .status()
             .expect("ip");
         assert!(up.success(), "ip link set lo up failed");
+        // An address of the host's own (a LAN's), which no network may overlap.
+        let (a, p) = HOST_ADDRESS;
+        let lan = Command::new("ip")
+            .args(["addr", "add", &format!("{a}/{p}"), "dev", "lo"])
+            .status()
+            .expect("ip");
+        assert!(lan.success(), "ip addr add {a}/{p} dev lo failed");
         let dir = tempfile::tempdir().expect("temporary data root");
         let nets = Networks::open(dir.path(), None).expect("the network store");
         Sut {

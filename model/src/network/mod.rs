@@ -220,6 +220,9 @@ pub struct Networks {
     containers: BTreeMap<String, (Mode, Vec<(Port, String)>)>,
     endpoints: Vec<Endpoint>,
     next_index: u32,
+    /// Subnets of addresses the host has on its own links: a network may
+    /// not overlap them either.
+    host: Vec<Subnet>,
 }
 
 mod ops;

@@ -25,6 +25,11 @@ impl Networks {
         Self::default()
     }
 
+    /// The host has an address of `subnet` on one of its links.
+    pub fn host_subnet(&mut self, subnet: Subnet) {
+        self.host.push(subnet);
+    }
+
     /// `network create`.
     pub fn create(
         &mut self,
@@ -41,6 +46,9 @@ impl Networks {
         }
         if let Some(n) = self.networks.values().find(|n| n.subnet.overlaps(&subnet)) {
             return Err(Refusal::SubnetOverlaps(n.name.clone()));
+        }
+        if self.host.iter().any(|h| h.overlaps(&subnet)) {
+            return Err(Refusal::SubnetOverlaps("the host".into()));
         }
         let gateway = gateway.unwrap_or(Ipv4Addr::from(u32::from(subnet.addr) + 1));
         if !subnet.contains(gateway) || gateway == subnet.addr || gateway == subnet.broadcast() {

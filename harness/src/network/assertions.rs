@@ -142,6 +142,25 @@ pub fn differences(sut: &Sut, r: &RefState) -> Vec<String> {
         &want_links,
         &seen.links,
     ));
+    // ip_forward is on while a network exists (berth's record names this
+    // root as a holder), and what it was (0 in a new namespace) after.
+    let networks = !want_k.bridges.is_empty();
+    let forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    if forward.trim() != if networks { "1" } else { "0" } {
+        out.push(format!(
+            "ip_forward is {} with {} network(s) in the model",
+            forward.trim(),
+            want_k.bridges.len()
+        ));
+    }
+    let holds = observe::forward_holders().contains(&sut.nets.state_file().display().to_string());
+    if holds != networks {
+        out.push(format!(
+            "berth's ip_forward record {} this root with {} network(s) in the model",
+            if holds { "names" } else { "does not name" },
+            want_k.bridges.len()
+        ));
+    }
     let want_tables: BTreeSet<String> = if want_k.bridges.is_empty() {
         BTreeSet::new()
     } else {

@@ -76,6 +76,26 @@ fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
     Some((a.parse().ok()?, p.parse().ok()?))
 }
 
+/// The roots berth's ip_forward record for this thread's network namespace
+/// names as holders (`/run/berth-ip_forward-NETNS.json`; none without it).
+pub fn forward_holders() -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(ns) = std::fs::metadata("/proc/thread-self/ns/net") else {
+        return Vec::new();
+    };
+    std::fs::read(format!("/run/berth-ip_forward-{}.json", ns.ino()))
+        .ok()
+        .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+        .and_then(|v| {
+            v.get("holders")?.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
 /// The kernel's state in this namespace, with berth's nftables table `table`.
 pub fn host(table: &str) -> Result<Observed, String> {
     let mut o = Observed::default();

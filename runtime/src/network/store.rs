@@ -93,7 +93,8 @@ impl Networks {
         &self.table
     }
 
-    fn state_file(&self) -> PathBuf {
+    /// The root's network state (also its name among ip_forward's holders).
+    pub fn state_file(&self) -> PathBuf {
         self.dir.join("state.json")
     }
 

@@ -85,6 +85,7 @@ pub fn differences(sut: &Sut, r: &RefState) -> Vec<String> {
     };
     let want: BTreeSet<(String, String, Ipv4Addr)> = NETWORKS
         .iter()
+        .chain([&super::reference::DEFAULT])
         .filter_map(|n| r.model.network(n))
         .map(|n| {
             (
@@ -206,12 +207,13 @@ pub fn differences(sut: &Sut, r: &RefState) -> Vec<String> {
             Err(e) => out.push(format!("inside {c}: {e}")),
         }
         // Its /etc/hosts: localhost's lines, its own addresses with its name,
-        // and every other container on a network it is on, with theirs.
+        // and every other container on a user-defined network it is on (not
+        // the default one, as Docker), with theirs.
         let mine: BTreeSet<&str> = r
             .model
             .endpoints()
             .iter()
-            .filter(|e| &e.container == c)
+            .filter(|e| &e.container == c && e.network != super::reference::DEFAULT)
             .map(|e| e.network.as_str())
             .collect();
         let want: BTreeSet<String> = LOCALHOST

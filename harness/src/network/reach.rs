@@ -69,6 +69,7 @@ pub fn probes(r: &RefState) -> Vec<Probe> {
             // Loopback and every network's gateway, with endpoints or not.
             None => NETWORKS
                 .iter()
+                .chain([&super::reference::DEFAULT])
                 .filter_map(|n| m.network(n))
                 .map(|n| n.gateway)
                 .chain([Ipv4Addr::LOCALHOST])

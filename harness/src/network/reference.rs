@@ -42,6 +42,17 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
     }
 }
 
+/// The default network's name (Docker's).
+pub const DEFAULT: &str = berth::network::DEFAULT;
+
+/// The default network's subnet (berth's, which the machine's roots keep).
+pub fn default_subnet() -> berth_model::network::Subnet {
+    let s: berth::network::Subnet = berth::network::DEFAULT_SUBNET
+        .parse()
+        .expect("berth's default subnet");
+    berth_model::network::Subnet::new(s.addr(), s.prefix())
+}
+
 /// Applies `t` to the model; returns the outcome it must have.
 pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
     let m = &mut s.model;
@@ -50,7 +61,10 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
             name,
             subnet,
             gateway,
-        } => outcome(m.create(name, name, *subnet, *gateway)),
+        } => match subnet.or_else(|| m.free_subnet()) {
+            Some(sub) => outcome(m.create(name, name, sub, *gateway)),
+            None => Outcome::Other("no free subnet".into()),
+        },
         Transition::Remove { name } => outcome(m.remove(name)),
         Transition::Run {
             container,
@@ -59,24 +73,31 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
             port,
             fault,
         } => {
-            let before = m.clone();
+            // The default network is made by the first run that asks for it
+            // (and stays, but for a refused run, which leaves nothing).
+            let mut base = m.clone();
+            if network == DEFAULT && base.network(DEFAULT).is_none() {
+                let sub = default_subnet();
+                if let Err(e) = base.create(DEFAULT, DEFAULT, sub, None) {
+                    return outcome(Err(e));
+                }
+            }
             // Addresses first, then the port (a refused port undoes the run).
-            let mut r = m.run(container, Mode::Bridge, Some(network), *ip);
+            let mut trial = base.clone();
+            let mut r = trial.run(container, Mode::Bridge, Some(network), *ip);
             if r.is_ok()
                 && let Some(p) = port
             {
-                r = m.publish(container, *p);
-                if r.is_err() {
-                    let _ = m.remove_container(container);
-                }
+                r = trial.publish(container, *p);
             }
             if r.is_ok() && fault.is_some() {
                 // A run that fails (after its addresses are recorded, or
-                // after its veth is made) changes nothing.
-                *m = before;
+                // after its veth is made) changes nothing of its own.
+                *m = base;
                 return Outcome::Fault;
             }
             if r.is_ok() {
+                *m = trial;
                 s.running.insert(container.clone());
             }
             outcome(r)

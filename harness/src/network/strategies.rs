@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use berth_model::network::{Port, Proto, Subnet};
 use proptest::prelude::*;
 
-use super::reference::RefState;
+use super::reference::{DEFAULT, RefState};
 use super::transitions::Transition;
 
 /// Network names.
@@ -96,17 +96,21 @@ fn network_name() -> impl Strategy<Value = String> {
 }
 
 /// A network for a container: one that exists three times in four (when one
-/// does), so that containers meet on networks often; else any name.
+/// does), so that containers meet on networks often; else any name, the
+/// default network's ("bridge", made by the first run that asks for it)
+/// among them.
 fn target_network(state: &RefState) -> BoxedStrategy<String> {
-    let existing: Vec<String> = NETWORKS
+    let names: Vec<&str> = NETWORKS.iter().copied().chain([DEFAULT]).collect();
+    let existing: Vec<String> = names
         .iter()
         .filter(|n| state.model.network(n).is_some())
         .map(|n| n.to_string())
         .collect();
+    let any = prop::sample::select(names).prop_map(str::to_string);
     if existing.is_empty() {
-        network_name().boxed()
+        any.boxed()
     } else {
-        prop_oneof![3 => prop::sample::select(existing), 1 => network_name()].boxed()
+        prop_oneof![3 => prop::sample::select(existing), 1 => any].boxed()
     }
 }
 
@@ -122,21 +126,32 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
         name,
         prop::sample::select(subnets),
         prop::option::weighted(0.3, 0u32..4),
+        prop::bool::weighted(0.15),
     )
-        .prop_map(|(name, subnet, gw)| {
+        .prop_map(|(name, subnet, gw, auto)| {
             // A gateway of the subnet's end, or its network address (refused).
             let gateway = gw.map(|k| match k {
                 0 => subnet.addr,
                 1 => subnet.broadcast(),
                 _ => Ipv4Addr::from(u32::from(subnet.broadcast()) - 1),
             });
-            Transition::Create {
-                name,
-                subnet,
-                gateway,
+            // Now and then no --subnet at all (nor --gateway): berth picks one.
+            if auto {
+                Transition::Create {
+                    name,
+                    subnet: None,
+                    gateway: None,
+                }
+            } else {
+                Transition::Create {
+                    name,
+                    subnet: Some(subnet),
+                    gateway,
+                }
             }
         });
-    let remove = network_name().prop_map(|name| Transition::Remove { name });
+    let remove = prop_oneof![4 => network_name(), 1 => Just(DEFAULT.to_string())]
+        .prop_map(|name| Transition::Remove { name });
     let mut arms: Vec<(u32, BoxedStrategy<Transition>)> =
         vec![(3, create.boxed()), (1, remove.boxed())];
     let idle: Vec<String> = (0..CONTAINERS)

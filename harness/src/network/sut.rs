@@ -219,8 +219,8 @@ impl Sut {
                 subnet,
                 gateway,
             } => {
-                let sub = berth::network::Subnet::new(subnet.addr, subnet.prefix);
-                result(self.nets.create(name, Some(sub), *gateway).map(|_| ()))
+                let sub = subnet.map(|s| berth::network::Subnet::new(s.addr, s.prefix));
+                result(self.nets.create(name, sub, *gateway).map(|_| ()))
             }
             Transition::Remove { name } => result(self.nets.remove(name).map(|_| ())),
             Transition::Run {

@@ -11,8 +11,8 @@ pub enum Transition {
     Create {
         /// its name
         name: String,
-        /// its subnet
-        subnet: Subnet,
+        /// its subnet (none: the first free 10.89.N.0/24)
+        subnet: Option<Subnet>,
         /// `--gateway`
         gateway: Option<Ipv4Addr>,
     },

@@ -25,6 +25,17 @@ impl Networks {
         Self::default()
     }
 
+    /// The subnet `network create` takes without `--subnet` (Podman's rule):
+    /// the first 10.89.N.0/24 that neither a network nor the host overlaps.
+    pub fn free_subnet(&self) -> Option<Subnet> {
+        (0..=255u32)
+            .map(|n| Subnet::new(Ipv4Addr::new(10, 89, n as u8, 0), 24))
+            .find(|s| {
+                !self.networks.values().any(|n| n.subnet.overlaps(s))
+                    && !self.host.iter().any(|h| h.overlaps(s))
+            })
+    }
+
     /// The host has an address of `subnet` on one of its links.
     pub fn host_subnet(&mut self, subnet: Subnet) {
         self.host.push(subnet);

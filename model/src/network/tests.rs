@@ -27,6 +27,23 @@ fn small() -> Networks {
 }
 
 #[test]
+fn without_a_subnet_the_first_free_10_89_n_is_taken() {
+    let mut m = Networks::new();
+    m.host_subnet(Subnet::new(ip("10.89.0.1"), 24));
+    m.create("a", "a", Subnet::new(ip("10.89.1.0"), 24), None)
+        .expect("a");
+    assert_eq!(m.free_subnet(), Some(Subnet::new(ip("10.89.2.0"), 24)));
+    assert_eq!(
+        m.create("b", "b", Subnet::new(ip("10.89.0.0"), 16), None),
+        Err(Refusal::SubnetOverlaps("a".into()))
+    );
+    assert_eq!(
+        m.create("b", "b", Subnet::new(ip("10.89.0.128"), 25), None),
+        Err(Refusal::SubnetOverlaps("the host".into()))
+    );
+}
+
+#[test]
 fn a_network_name_is_dockers() {
     let mut m = Networks::new();
     let sub = Subnet::new(ip("10.9.0.0"), 24);

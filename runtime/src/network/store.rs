@@ -343,15 +343,53 @@ impl Networks {
         s.endpoints.retain(|e| e.container != a.container);
         let stale_ports = s.ports.iter().any(|p| p.container == a.container);
         s.ports.retain(|p| p.container != a.container);
+        let mut made_default = None;
         for name in a.networks {
             if name == DEFAULT && !s.networks.iter().any(|n| n.name == DEFAULT) {
-                self.create_locked(&mut s, DEFAULT, None, None)?;
+                made_default = Some(self.create_locked(&mut s, DEFAULT, None, None)?);
             }
         }
+        let made = match self.allot(&mut s, a) {
+            Ok(m) => m,
+            Err(e) => {
+                // A refused run leaves nothing: not the default network it
+                // made either (berth-harness's bridge/IP machine found it kept).
+                // The refusal is what the user hears of; undoing is best effort.
+                if let Some(n) = made_default
+                    && let Ok(mut saved) = self.load()
+                {
+                    saved.networks.retain(|x| x.name != n.name);
+                    // Its index too (the lock is held: it was the last given).
+                    saved.next_index = n.index;
+                    let _ = self
+                        .save(&saved)
+                        .and_then(|()| netlink::delete_link(&n.bridge))
+                        .and_then(|()| self.apply(&saved));
+                }
+                return Err(e);
+            }
+        };
+        self.save(&s)?;
+        // The table changes only with ports (a new network applied it already).
+        let ported = stale_ports || s.ports.iter().any(|p| p.container == a.container);
+        let applied = crate::fault::hit("network.after-reserve")
+            .map_or(Ok(()), |m| Err(Error::Fault(m)))
+            .and_then(|()| if ported { self.apply(&s) } else { Ok(()) })
+            .and_then(|()| refresh_hosts(&s, a.networks));
+        if let Err(e) = applied {
+            drop(_l);
+            let _ = self.release(a.container, true);
+            return Err(e);
+        }
+        Ok(made)
+    }
+
+    /// `reserve`'s addresses and host ports, in `s`.
+    fn allot(&self, s: &mut State, a: &Attach) -> Result<Vec<Endpoint>> {
         let mut made = Vec::new();
         for (i, name) in a.networks.iter().enumerate() {
-            let n = find(&s, name)?.clone();
-            let ip = allocate(&s, &n, if i == 0 { a.ip } else { None })?;
+            let n = find(s, name)?.clone();
+            let ip = allocate(s, &n, if i == 0 { a.ip } else { None })?;
             let ep = Endpoint {
                 container: a.container.into(),
                 name: a.name.into(),
@@ -368,24 +406,12 @@ impl Networks {
         }
         if !made.is_empty() {
             for p in a.ports {
-                let port = self.pick_port(&s, *p)?;
+                let port = self.pick_port(s, *p)?;
                 s.ports.push(Published {
                     container: a.container.into(),
                     port,
                 });
             }
-        }
-        self.save(&s)?;
-        // The table changes only with ports (a new network applied it already).
-        let ported = stale_ports || s.ports.iter().any(|p| p.container == a.container);
-        let applied = crate::fault::hit("network.after-reserve")
-            .map_or(Ok(()), |m| Err(Error::Fault(m)))
-            .and_then(|()| if ported { self.apply(&s) } else { Ok(()) })
-            .and_then(|()| refresh_hosts(&s, a.networks));
-        if let Err(e) = applied {
-            drop(_l);
-            let _ = self.release(a.container, true);
-            return Err(e);
         }
         Ok(made)
     }

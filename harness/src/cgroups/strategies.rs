@@ -49,7 +49,7 @@ fn limit(hugetlb: bool, disk: bool) -> BoxedStrategy<SetLimit> {
         ),
         (
             1,
-            prop::sample::select(vec![16u64 << 20, 48 << 20])
+            prop::sample::select(vec![16u64 << 20, 48 << 20, u64::MAX])
                 .prop_map(SetLimit::Reservation)
                 .boxed(),
         ),

@@ -114,6 +114,10 @@ enum Cmd {
         /// instead of the whole part's.
         #[arg(long = "file")]
         files: Vec<String>,
+        /// Only mutants whose name matches this regex (cargo-mutants'
+        /// `--re`, e.g. a function's name), to look at a few again.
+        #[arg(long)]
+        re: Option<String>,
         /// Run each mutant's machine in a throw-away VM of this cgroup layout
         /// (v1 or v2) instead of on this machine.
         #[arg(long)]
@@ -171,8 +175,15 @@ fn main() -> Result<()> {
             sets,
             shard,
             files,
+            re,
             vm,
-        } => mutants::mutants(&sets, shard.as_deref(), &files, vm.as_deref()),
+        } => mutants::mutants(
+            &sets,
+            shard.as_deref(),
+            &files,
+            re.as_deref(),
+            vm.as_deref(),
+        ),
         Cmd::Image { name, root, output } => image(&name, &root, output),
         Cmd::Replay {
             what,

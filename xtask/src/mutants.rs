@@ -110,11 +110,13 @@ fi
 exec "$real" "$@"
 "#;
 
-/// `cargo xtask mutants --set NAME… [--shard K/N] [--file GLOB…] [--vm v1|v2]`.
+/// `cargo xtask mutants --set NAME… [--shard K/N] [--file GLOB…] [--re REGEX]
+/// [--vm v1|v2]`.
 pub fn mutants(
     sets: &[String],
     shard: Option<&str>,
     files: &[String],
+    re: Option<&str>,
     vm: Option<&str>,
 ) -> Result<()> {
     if let Some(l) = vm
@@ -210,6 +212,9 @@ pub fn mutants(
         for f in &chosen_files {
             c.args(["-f", f]);
         }
+        if let Some(r) = re {
+            c.args(["--re", r]);
+        }
         if let Some(s) = shard {
             // Every N-th mutant (cargo-mutants' default takes a slice: the
             // first files only).
@@ -249,6 +254,9 @@ pub fn mutants(
         }
     }
     let mut shard_note = shard.map_or(String::new(), |s| format!(", shard {s}"));
+    if let Some(r) = re {
+        shard_note.push_str(&format!(", mutants matching {r:?}"));
+    }
     if let Some(l) = vm {
         shard_note.push_str(&format!(", each machine in a cgroup {l} VM"));
     }

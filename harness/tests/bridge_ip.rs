@@ -1,7 +1,7 @@
 //! The bridge/IP machine on random sequences of steps (root; each case in a
 //! network namespace of its own, so it runs beside anything on the host).
 //!
-//! - `BERTH_HARNESS_CASES`: the number of cases (default 16 on the host, 4 in
+//! - `BERTH_HARNESS_CASES`: the number of cases (default 16 on the host, 8 in
 //!   a VM, where everything is ~25 times slower).
 //! - A failure is shrunk, printed, and its seed saved in
 //!   harness/proptest-regressions/bridge_ip.txt, which is run first from then on.
@@ -18,7 +18,7 @@ fn bridge_ip_machine() {
             feature = "broken-ipam-gateway",
             feature = "broken-release-keeps-rules"
         )),
-        (16, 4),
+        (16, 8),
         1..24,
     );
 }

@@ -49,6 +49,29 @@ pub fn step(s: &mut UnionState, t: &Transition) -> Outcome {
         Transition::Symlink { path, target } => c.symlink(path, target),
         Transition::Remove { path } => c.remove(path),
         Transition::Rmdir { path } => c.rmdir(path),
+        // rm -rf: what is below first, deepest first, then the path.
+        Transition::RemoveAll { path } => {
+            let view = c.view();
+            let mut below: Vec<&String> = view
+                .keys()
+                .filter(|p| *p != path && berth_model::union::is_under(p, path))
+                .collect();
+            below.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+            below
+                .into_iter()
+                .chain(view.get_key_value(path).map(|(k, _)| k))
+                .try_for_each(|p| match view.get(p) {
+                    Some(Node::Dir { .. }) => c.rmdir(p),
+                    _ => c.remove(p),
+                })
+                .and_then(|()| {
+                    if view.contains_key(path) {
+                        Ok(())
+                    } else {
+                        c.remove(path)
+                    }
+                })
+        }
         Transition::Rename { from, to } => c.rename(from, to),
         // A failed operation changes nothing.
         Transition::CommitFault(_) => return Outcome::Fault,

@@ -119,6 +119,9 @@ pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
         1 => (p(), target()).prop_map(|(path, target)| Transition::Symlink { path, target }),
         3 => p().prop_map(|path| Transition::Remove { path }),
         2 => p().prop_map(|path| Transition::Rmdir { path }),
+        // rm -rf, often of a directory the image has: then a mkdir of it
+        // makes an opaque directory over the image's.
+        2 => p().prop_map(|path| Transition::RemoveAll { path }),
         2 => (p(), p()).prop_map(|(from, to)| Transition::Rename { from, to }),
         1 => Just(Transition::Commit),
         1 => prop::sample::select(vec!["commit.after-blob", "commit.after-unpack"])

@@ -6,7 +6,7 @@
 //! private mount namespace of its thread, so a failed case leaves no mount
 //! behind on the host.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use berth::image::build::{ImageBuilder, LayerBuilder};
@@ -191,6 +191,18 @@ impl Sut {
             Transition::Rmdir { path } => {
                 let (dir, name) = self.parent(path)?;
                 unlinkat(dir.as_fd(), name, UnlinkatFlags::RemoveDir)
+            }
+            Transition::RemoveAll { path } => {
+                // Beneath the root, no link followed on the way (the
+                // machine's preconditions); remove_dir_all follows none.
+                let (dir, name) = self.parent(path)?;
+                let at = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+                let errno =
+                    |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                match std::fs::symlink_metadata(&at).map_err(errno)? {
+                    m if m.is_dir() => std::fs::remove_dir_all(&at).map_err(errno),
+                    _ => std::fs::remove_file(&at).map_err(errno),
+                }
             }
             Transition::Rename { from, to } => {
                 let (d1, n1) = self.parent(from)?;

@@ -48,6 +48,11 @@ pub enum Transition {
         /// the path
         path: String,
     },
+    /// `rm -rf`: a directory with everything in it (or a non-directory).
+    RemoveAll {
+        /// the path
+        path: String,
+    },
     /// `rename`.
     Rename {
         /// the old path
@@ -74,7 +79,8 @@ impl Transition {
             | Transition::Mkdir { path }
             | Transition::Symlink { path, .. }
             | Transition::Remove { path }
-            | Transition::Rmdir { path } => vec![path],
+            | Transition::Rmdir { path }
+            | Transition::RemoveAll { path } => vec![path],
             Transition::Rename { from, to } => vec![from, to],
             Transition::Commit | Transition::CommitFault(_) => vec![],
         }

@@ -106,6 +106,24 @@ fn some_path(state: &UnionState) -> BoxedStrategy<String> {
     }
 }
 
+/// A directory of the image the container no longer sees (made again, it
+/// is opaque over the image's), else a path as [`some_path`] picks one.
+fn gone_or_any(state: &UnionState) -> BoxedStrategy<String> {
+    let view = state.container.view();
+    let gone: Vec<String> = state
+        .container
+        .lower
+        .iter()
+        .filter(|(p, n)| matches!(n, Node::Dir { .. }) && !view.contains_key(*p))
+        .map(|(p, _)| p.clone())
+        .collect();
+    if gone.is_empty() {
+        some_path(state)
+    } else {
+        prop_oneof![1 => prop::sample::select(gone), 1 => some_path(state)].boxed()
+    }
+}
+
 /// The steps possible from `state` (the preconditions then keep out those
 /// the model does not describe).
 pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
@@ -115,7 +133,7 @@ pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
         2 => (p(), content()).prop_map(|(path, content)| Transition::Append { path, content }),
         1 => (p(), prop::sample::select(vec![0o600, 0o644, 0o700, 0o755]))
             .prop_map(|(path, mode)| Transition::Chmod { path, mode }),
-        2 => p().prop_map(|path| Transition::Mkdir { path }),
+        2 => gone_or_any(state).prop_map(|path| Transition::Mkdir { path }),
         1 => (p(), target()).prop_map(|(path, target)| Transition::Symlink { path, target }),
         3 => p().prop_map(|path| Transition::Remove { path }),
         2 => p().prop_map(|path| Transition::Rmdir { path }),

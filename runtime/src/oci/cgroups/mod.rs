@@ -348,12 +348,20 @@ pub(crate) fn check(res: &LinuxResources) -> Result<()> {
 }
 
 pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    use std::io::Write as _;
     let path = dir.join(file);
-    fs::write(&path, value).map_err(|source| Error::Cgroup {
-        path,
-        value: value.to_string(),
-        source,
-    })
+    // Never created: a file the cgroup lacks is ENOENT (its controller is
+    // not enabled), not the EACCES of a create in cgroupfs (berth-harness's
+    // cgroups machine found cpu.idle's missing file reported as that).
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|source| Error::Cgroup {
+            path,
+            value: value.to_string(),
+            source,
+        })
 }
 
 /// Reads one cgroup file, trimmed.

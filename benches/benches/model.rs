@@ -15,19 +15,13 @@ fn layer(k: usize) -> Layer {
     for i in 0..200 {
         l.push(Entry {
             name: format!("d{}/f{k}_{i}", i % 20),
-            body: Body::Node(Node::File {
-                content: format!("{k}:{i}").into_bytes(),
-                mode: 0o644,
-            }),
+            body: Body::Node(Node::file(format!("{k}:{i}"), 0o644)),
         });
     }
     if k > 0 {
         l.push(Entry {
             name: format!("d0/.wh.f{}_0", k - 1),
-            body: Body::Node(Node::File {
-                content: Vec::new(),
-                mode: 0,
-            }),
+            body: Body::Node(Node::file(Vec::new(), 0)),
         });
     }
     l

@@ -242,20 +242,20 @@ fn model_tree(t: &model::Tree) -> BTreeMap<String, N> {
     t.iter()
         .map(|(p, n)| {
             let n = match n {
-                Node::File { content, mode } => N::File {
+                Node::File { content, mode, .. } => N::File {
                     content: content.clone(),
                     mode: *mode,
                     group: groups[p].clone(),
                 },
                 Node::Hardlink(first) => match t.get(first) {
-                    Some(Node::File { content, mode }) => N::File {
+                    Some(Node::File { content, mode, .. }) => N::File {
                         content: content.clone(),
                         mode: *mode,
                         group: groups[first].clone(),
                     },
                     other => panic!("model link {p} -> {first}: {other:?}"),
                 },
-                Node::Dir { mode } => N::Dir { mode: *mode },
+                Node::Dir { mode, .. } => N::Dir { mode: *mode },
                 Node::Symlink(s) => N::Symlink(s.clone()),
                 Node::Device(k, a, b) => N::Device(*k, *a, *b),
             };
@@ -282,10 +282,10 @@ fn tar_of(layer: &model::Layer) -> Vec<u8> {
             continue;
         }
         match &e.body {
-            Body::Node(Node::File { content, mode }) => {
+            Body::Node(Node::File { content, mode, .. }) => {
                 b.file(&e.name, content, *mode);
             }
-            Body::Node(Node::Dir { mode }) => {
+            Body::Node(Node::Dir { mode, .. }) => {
                 b.dir(&e.name, *mode);
             }
             Body::Node(Node::Symlink(t)) => {
@@ -762,12 +762,12 @@ mod union {
             for k in 1..=parents {
                 let d = comps[..k].join("/");
                 let mode = match current.get(&d) {
-                    Some(Node::Dir { mode }) => *mode,
+                    Some(Node::Dir { mode, .. }) => *mode,
                     _ => 0o755,
                 };
                 group.push(Entry {
                     name: d,
-                    body: Body::Node(Node::Dir { mode }),
+                    body: Body::Node(Node::dir(mode)),
                 });
             }
             let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -781,14 +781,11 @@ mod union {
             match op {
                 Op::File(_, c, m) => group.push(Entry {
                     name: path.into(),
-                    body: Body::Node(Node::File {
-                        content: vec![*c; (*c % 5) as usize],
-                        mode: *m,
-                    }),
+                    body: Body::Node(Node::file(vec![*c; (*c % 5) as usize], *m)),
                 }),
                 Op::Dir(_, m) => group.push(Entry {
                     name: path.into(),
-                    body: Body::Node(Node::Dir { mode: *m }),
+                    body: Body::Node(Node::dir(*m)),
                 }),
                 Op::Symlink(_, t) => group.push(Entry {
                     name: path.into(),
@@ -796,11 +793,11 @@ mod union {
                 }),
                 Op::Whiteout(_) => group.push(Entry {
                     name: join(format!(".wh.{name}")),
-                    body: Body::Node(Node::Dir { mode: 0 }),
+                    body: Body::Node(Node::dir(0)),
                 }),
                 Op::Opaque(_) => group.push(Entry {
                     name: format!("{path}/.wh..wh..opq"),
-                    body: Body::Node(Node::Dir { mode: 0 }),
+                    body: Body::Node(Node::dir(0)),
                 }),
                 Op::Hardlink(_, t) => {
                     let target = PATHS[*t];

@@ -25,8 +25,12 @@ fn seen(tree: &Tree, path: &str, n: &Node) -> Seen {
         _ => n,
     };
     match n {
-        Node::File { content, mode } => Seen::File(*mode, shown(content)),
-        Node::Dir { mode } => Seen::Dir(*mode),
+        Node::File {
+            content,
+            mode,
+            xattrs,
+        } => Seen::File(*mode, shown(content), xattrs.clone()),
+        Node::Dir { mode, xattrs } => Seen::Dir(*mode, xattrs.clone()),
         Node::Symlink(t) => Seen::Symlink(t.clone()),
         Node::Device(k, ma, mi) => Seen::Device(*k, *ma, *mi),
         Node::Hardlink(first) => Seen::Symlink(format!("<a link to {first}, which is gone>")),

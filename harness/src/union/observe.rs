@@ -1,24 +1,29 @@
 //! Reading the kernel: a walk of a directory tree that never follows a link
-//! (each level opened with `O_NOFOLLOW` from the one above), the overlay
-//! markers of an upper directory, and the mounts under a directory.
+//! (each level opened with `O_NOFOLLOW` from the one above), with the
+//! extended attributes of its files and directories, the overlay markers of
+//! an upper directory, and the mounts under a directory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::fcntl::{AtFlags, OFlag, open, openat, readlinkat};
 use nix::sys::stat::{Mode, SFlag, fstatat, major, minor};
 
+/// Extended attributes as observed: name → value, but overlayfs' own
+/// (`trusted.overlay.*`, its bookkeeping in an upper directory).
+pub type Attrs = BTreeMap<String, Vec<u8>>;
+
 /// What is at a path.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Seen {
-    /// A regular file: its permission bits and content.
-    File(u32, String),
-    /// A directory and its permission bits.
-    Dir(u32),
+    /// A regular file: its permission bits, content and extended attributes.
+    File(u32, String, Attrs),
+    /// A directory: its permission bits and extended attributes.
+    Dir(u32, Attrs),
     /// A symlink and its target.
     Symlink(String),
     /// A device: kind ('c'/'b'), major, minor.
@@ -32,14 +37,64 @@ pub enum Seen {
 impl std::fmt::Debug for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Seen::File(mode, content) => write!(f, "file {mode:04o} {content:?}"),
-            Seen::Dir(mode) => write!(f, "dir {mode:04o}"),
+            Seen::File(mode, content, x) => write!(f, "file {mode:04o} {content:?}{}", attrs(x)),
+            Seen::Dir(mode, x) => write!(f, "dir {mode:04o}{}", attrs(x)),
             Seen::Symlink(t) => write!(f, "symlink -> {t:?}"),
             Seen::Device(k, ma, mi) => write!(f, "device {k} {ma}:{mi}"),
             Seen::Whiteout => write!(f, "whiteout"),
             Seen::Other(mode) => write!(f, "st_mode {mode:o}"),
         }
     }
+}
+
+/// Extended attributes as the diffs show them (nothing when there are none).
+fn attrs(x: &Attrs) -> String {
+    if x.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = x
+        .iter()
+        .map(|(k, v)| format!("{k}={:?}", shown(v)))
+        .collect();
+    format!(" xattrs {{{}}}", shown.join(", "))
+}
+
+/// The extended attributes of an open file or directory, overlayfs' own left out.
+pub fn xattrs_of(fd: BorrowedFd<'_>) -> Result<Attrs, String> {
+    let mut names = vec![0u8; 4096];
+    // SAFETY: the buffer is as long as said; the fd is open.
+    let n = unsafe { libc::flistxattr(fd.as_raw_fd(), names.as_mut_ptr().cast(), names.len()) };
+    if n < 0 {
+        return Err(format!("listxattr: {}", std::io::Error::last_os_error()));
+    }
+    names.truncate(n as usize);
+    let mut out = Attrs::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let key = String::from_utf8_lossy(name).into_owned();
+        if key.starts_with("trusted.overlay.") {
+            continue;
+        }
+        let c = CString::new(name).map_err(|e| format!("xattr name {key:?}: {e}"))?;
+        let mut value = vec![0u8; 4096];
+        // SAFETY: as above; the name is NUL-terminated.
+        let m = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                c.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if m < 0 {
+            return Err(format!(
+                "getxattr {key}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        value.truncate(m as usize);
+        out.insert(key, value);
+    }
+    Ok(out)
 }
 
 /// A file's content as the diffs show it.
@@ -123,11 +178,12 @@ fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Re
             SFlag::S_IFREG => {
                 let fd = opened(dir, &name, OFlag::O_RDONLY)
                     .map_err(|e| format!("opening {path:?}: {e}"))?;
+                let x = xattrs_of(fd.as_fd()).map_err(|e| format!("{path:?}: {e}"))?;
                 let mut content = Vec::new();
                 std::fs::File::from(fd)
                     .read_to_end(&mut content)
                     .map_err(|e| format!("reading {path:?}: {e}"))?;
-                Seen::File(perm, shown(&content))
+                Seen::File(perm, shown(&content), x)
             }
             SFlag::S_IFDIR => {
                 let sub = opened(dir, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -135,8 +191,9 @@ fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Re
                 if is_opaque(&host.join(&path)) {
                     out.opaque.insert(path.clone());
                 }
+                let x = xattrs_of(sub.as_fd()).map_err(|e| format!("{path:?}: {e}"))?;
                 walk_dir(sub.as_fd(), host, &path, out)?;
-                Seen::Dir(perm)
+                Seen::Dir(perm, x)
             }
             SFlag::S_IFLNK => Seen::Symlink(
                 readlinkat(dir, name.as_os_str())

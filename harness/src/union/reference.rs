@@ -34,6 +34,7 @@ pub fn outcome(r: Result<(), Refusal>) -> Outcome {
         Err(Refusal::NotEmpty(_)) => Outcome::NotEmpty,
         Err(Refusal::CrossDevice(_)) => Outcome::CrossDevice,
         Err(Refusal::Invalid(_)) => Outcome::Invalid,
+        Err(Refusal::NoAttribute(_)) => Outcome::NoData,
         Err(other) => Outcome::Other(format!("model: {other:?}")),
     }
 }
@@ -72,6 +73,8 @@ pub fn step(s: &mut UnionState, t: &Transition) -> Outcome {
                     }
                 })
         }
+        Transition::SetXattr { path, name, value } => c.set_xattr(path, name, value),
+        Transition::RemoveXattr { path, name } => c.remove_xattr(path, name),
         Transition::Rename { from, to } => c.rename(from, to),
         // A failed operation changes nothing.
         Transition::CommitFault(_) => return Outcome::Fault,
@@ -137,7 +140,7 @@ impl ReferenceStateMachine for UnionRef {
 
     /// Steps the model describes: no path through a symlink; no write, append
     /// or chmod through a symlink or into a device (the kernel would follow
-    /// them); no rename between two names of one file (rename(2) does nothing
+    /// them), no extended attribute on either (the model gives them none); no rename between two names of one file (rename(2) does nothing
     /// then, and overlayfs may or may not see one file).
     fn preconditions(state: &UnionState, t: &Transition) -> bool {
         let view = state.container.view();
@@ -147,7 +150,9 @@ impl ReferenceStateMachine for UnionRef {
         match t {
             Transition::Write { path, .. }
             | Transition::Append { path, .. }
-            | Transition::Chmod { path, .. } => !matches!(
+            | Transition::Chmod { path, .. }
+            | Transition::SetXattr { path, .. }
+            | Transition::RemoveXattr { path, .. } => !matches!(
                 view.get(path.as_str()),
                 Some(Node::Symlink(_) | Node::Device(..))
             ),

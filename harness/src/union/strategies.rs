@@ -4,7 +4,7 @@
 //! image as it is drawn, so every image is one both sides must accept (hostile
 //! layers are the image tests' business, runtime/tests/images.rs).
 
-use berth_model::union::{Body, Entry, Layer, Node, Tree, apply};
+use berth_model::union::{Body, Entry, Layer, Node, Tree, Xattrs, apply};
 use proptest::prelude::*;
 
 use super::reference::UnionState;
@@ -40,6 +40,26 @@ fn dir_mode() -> impl Strategy<Value = u32> {
     prop::sample::select(vec![0o755, 0o700, 0o750])
 }
 
+/// The attribute names: trusted ones, which root may set on any file system
+/// the machine runs on (the VMs' tmpfs takes no user ones before 6.6).
+const XATTRS: [&str; 2] = ["trusted.a", "trusted.b"];
+
+fn xattr_value() -> impl Strategy<Value = Vec<u8>> {
+    prop::sample::select(vec!["", "1", "xyz"]).prop_map(|s| s.as_bytes().to_vec())
+}
+
+/// Mostly none; else one or two.
+fn xattrs() -> impl Strategy<Value = Xattrs> {
+    prop_oneof![
+        2 => Just(Xattrs::new()),
+        1 => prop::collection::btree_map(
+            prop::sample::select(XATTRS.to_vec()).prop_map(str::to_string),
+            xattr_value(),
+            1..3,
+        ),
+    ]
+}
+
 fn target() -> impl Strategy<Value = String> {
     prop::sample::select(vec!["a", "../b", "/c", "a/b", "/etc/passwd"]).prop_map(str::to_string)
 }
@@ -50,20 +70,22 @@ fn entry() -> impl Strategy<Value = Entry> {
         body: Body::Node(n),
     };
     prop_oneof![
-        2 => (path(), dir_mode()).prop_map(move |(p, mode)| node(p, Node::Dir { mode })),
-        4 => (path(), content(), file_mode())
-            .prop_map(move |(p, content, mode)| node(p, Node::File { content, mode })),
+        2 => (path(), dir_mode(), xattrs())
+            .prop_map(move |(p, mode, xattrs)| node(p, Node::Dir { mode, xattrs })),
+        4 => (path(), content(), file_mode(), xattrs()).prop_map(move |(p, content, mode, xattrs)| {
+            node(p, Node::File { content, mode, xattrs })
+        }),
         1 => (path(), target()).prop_map(move |(p, t)| node(p, Node::Symlink(t))),
         1 => path().prop_map(move |p| node(p, Node::Device('c', 1, 3))),
         1 => (path(), path()).prop_map(|(p, t)| Entry { name: p, body: Body::Hardlink(t) }),
         2 => path().prop_map(|p| {
             let (dir, name) = p.rsplit_once('/').unwrap_or(("", &p));
             let name = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
-            Entry { name, body: Body::Node(Node::File { content: vec![], mode: 0o644 }) }
+            Entry { name, body: Body::Node(Node::file(vec![], 0o644)) }
         }),
         1 => path().prop_map(|p| Entry {
             name: format!("{p}/.wh..wh..opq"),
-            body: Body::Node(Node::File { content: vec![], mode: 0o644 }),
+            body: Body::Node(Node::file(vec![], 0o644)),
         }),
     ]
 }
@@ -141,6 +163,10 @@ pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
         // makes an opaque directory over the image's.
         2 => p().prop_map(|path| Transition::RemoveAll { path }),
         2 => (p(), p()).prop_map(|(from, to)| Transition::Rename { from, to }),
+        2 => (p(), prop::sample::select(XATTRS.to_vec()), xattr_value())
+            .prop_map(|(path, name, value)| Transition::SetXattr { path, name, value }),
+        1 => (p(), prop::sample::select(XATTRS.to_vec()))
+            .prop_map(|(path, name)| Transition::RemoveXattr { path, name }),
         1 => Just(Transition::Commit),
         1 => prop::sample::select(vec!["commit.after-blob", "commit.after-unpack"])
             .prop_map(Transition::CommitFault),

@@ -6,6 +6,7 @@
 //! private mount namespace of its thread, so a failed case leaves no mount
 //! behind on the host.
 
+use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -17,7 +18,7 @@ use berth::image::store::ImageStore;
 use berth::layers::overlay::Overlay;
 use berth::layers::snapshot::Snapshot;
 use berth::layers::store::Compression;
-use berth_model::union::{Body, Layer, Node};
+use berth_model::union::{Body, Layer, Node, Xattrs};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2, renameat};
 use nix::sys::stat::{FchmodatFlags, Mode, fchmodat, mkdirat};
@@ -44,13 +45,21 @@ pub struct Sut {
     pub step: Option<Transition>,
 }
 
+fn pairs(x: &Xattrs) -> Vec<(&str, &[u8])> {
+    x.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect()
+}
+
 /// The model's layer as a tar, entry by entry.
 pub fn layer_tar(layer: &Layer) -> Vec<u8> {
     let mut b = LayerBuilder::new();
     for e in layer {
         match &e.body {
-            Body::Node(Node::File { content, mode }) => b.file(&e.name, content, *mode),
-            Body::Node(Node::Dir { mode }) => b.dir(&e.name, *mode),
+            Body::Node(Node::File {
+                content,
+                mode,
+                xattrs,
+            }) => b.file_xattrs(&e.name, content, *mode, &pairs(xattrs)),
+            Body::Node(Node::Dir { mode, xattrs }) => b.dir_xattrs(&e.name, *mode, &pairs(xattrs)),
             Body::Node(Node::Symlink(t)) => b.symlink(&e.name, t),
             Body::Node(Node::Device(kind, major, minor)) => {
                 b.device(&e.name, *kind == 'b', *major, *minor, 0o644)
@@ -70,6 +79,7 @@ fn outcome(e: Errno) -> Outcome {
         Errno::ENOTEMPTY => Outcome::NotEmpty,
         Errno::EXDEV => Outcome::CrossDevice,
         Errno::EINVAL => Outcome::Invalid,
+        Errno::ENODATA => Outcome::NoData,
         other => Outcome::Other(format!("{other}")),
     }
 }
@@ -203,6 +213,32 @@ impl Sut {
                     m if m.is_dir() => std::fs::remove_dir_all(&at).map_err(errno),
                     _ => std::fs::remove_file(&at).map_err(errno),
                 }
+            }
+            Transition::SetXattr { path, name, value } => {
+                let (dir, last) = self.parent(path)?;
+                let at = CString::new(format!("/proc/self/fd/{}/{last}", dir.as_raw_fd()))
+                    .map_err(|_| Errno::EINVAL)?;
+                let key = CString::new(*name).map_err(|_| Errno::EINVAL)?;
+                // SAFETY: NUL-terminated strings; the value's length is given.
+                let r = unsafe {
+                    libc::lsetxattr(
+                        at.as_ptr(),
+                        key.as_ptr(),
+                        value.as_ptr().cast(),
+                        value.len(),
+                        0,
+                    )
+                };
+                Errno::result(r).map(drop)
+            }
+            Transition::RemoveXattr { path, name } => {
+                let (dir, last) = self.parent(path)?;
+                let at = CString::new(format!("/proc/self/fd/{}/{last}", dir.as_raw_fd()))
+                    .map_err(|_| Errno::EINVAL)?;
+                let key = CString::new(*name).map_err(|_| Errno::EINVAL)?;
+                // SAFETY: NUL-terminated strings.
+                let r = unsafe { libc::lremovexattr(at.as_ptr(), key.as_ptr()) };
+                Errno::result(r).map(drop)
             }
             Transition::Rename { from, to } => {
                 let (d1, n1) = self.parent(from)?;

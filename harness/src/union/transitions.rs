@@ -53,6 +53,22 @@ pub enum Transition {
         /// the path
         path: String,
     },
+    /// `lsetxattr`.
+    SetXattr {
+        /// the path
+        path: String,
+        /// the attribute's name
+        name: &'static str,
+        /// its value
+        value: Vec<u8>,
+    },
+    /// `lremovexattr`.
+    RemoveXattr {
+        /// the path
+        path: String,
+        /// the attribute's name
+        name: &'static str,
+    },
     /// `rename`.
     Rename {
         /// the old path
@@ -80,7 +96,9 @@ impl Transition {
             | Transition::Symlink { path, .. }
             | Transition::Remove { path }
             | Transition::Rmdir { path }
-            | Transition::RemoveAll { path } => vec![path],
+            | Transition::RemoveAll { path }
+            | Transition::SetXattr { path, .. }
+            | Transition::RemoveXattr { path, .. } => vec![path],
             Transition::Rename { from, to } => vec![from, to],
             Transition::Commit | Transition::CommitFault(_) => vec![],
         }
@@ -106,6 +124,8 @@ pub enum Outcome {
     CrossDevice,
     /// EINVAL (a directory moved into itself).
     Invalid,
+    /// ENODATA (no such extended attribute).
+    NoData,
     /// The injected fault, and nothing left of the failed operation.
     Fault,
     /// Anything else: never expected.

@@ -20,6 +20,12 @@
 //!   link to the first name ([`Node::Hardlink`]). Replacing or deleting that file
 //!   leaves the other names with the old content (the link is broken), as tar
 //!   extraction and overlayfs' copy-up do.
+//! - Files and directories carry extended attributes. A layer's entry sets
+//!   its node's (PAX `SCHILY.xattr.*` records); a directory entry over a
+//!   directory the same layer already made adds to that one's, as tar
+//!   extraction does, while over a lower layer's directory it shows only its
+//!   own (overlayfs shows the topmost layer's directory). A directory a layer
+//!   only implies has none. Copy-up keeps them; commit writes them.
 //! - overlayfs stores a deletion in the upper directory as a 0/0 character
 //!   device and an opaque directory with an xattr; the merged view of lower
 //!   layers plus an upper is what applying them in order gives.
@@ -37,6 +43,9 @@ use std::collections::BTreeMap;
 
 pub use ops::Container;
 
+/// Extended attributes: name → value.
+pub type Xattrs = BTreeMap<String, Vec<u8>>;
+
 /// A node of a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -46,11 +55,15 @@ pub enum Node {
         content: Vec<u8>,
         /// Permission bits.
         mode: u32,
+        /// Its extended attributes.
+        xattrs: Xattrs,
     },
     /// A directory.
     Dir {
         /// Permission bits.
         mode: u32,
+        /// Its extended attributes.
+        xattrs: Xattrs,
     },
     /// A symbolic link.
     Symlink(String),
@@ -58,6 +71,34 @@ pub enum Node {
     Device(char, u32, u32),
     /// Another name of the file at this path (the file's first name).
     Hardlink(String),
+}
+
+impl Node {
+    /// A file without extended attributes.
+    pub fn file(content: impl Into<Vec<u8>>, mode: u32) -> Node {
+        Node::File {
+            content: content.into(),
+            mode,
+            xattrs: Xattrs::new(),
+        }
+    }
+
+    /// A directory without extended attributes.
+    pub fn dir(mode: u32) -> Node {
+        Node::Dir {
+            mode,
+            xattrs: Xattrs::new(),
+        }
+    }
+
+    /// Its extended attributes (a symlink, a device or a link name has none
+    /// of its own).
+    pub fn xattrs(&self) -> Option<&Xattrs> {
+        match self {
+            Node::File { xattrs, .. } | Node::Dir { xattrs, .. } => Some(xattrs),
+            _ => None,
+        }
+    }
 }
 
 /// The node at `path`, through a hardlink to the file it names.
@@ -175,6 +216,8 @@ pub enum Refusal {
     CrossDevice(String),
     /// EINVAL: moving a directory into itself.
     Invalid(String),
+    /// ENODATA: removing an extended attribute the node does not have.
+    NoAttribute(String),
 }
 
 const WHITEOUT: &str = ".wh.";
@@ -234,25 +277,28 @@ fn check_parents(tree: &Tree, path: &str) -> Result<(), Refusal> {
 }
 
 /// Makes the parents of `path` directories, as unpacking a layer creates the
-/// ones its archive implies (0755): a non-directory there is replaced, and a
-/// directory the layer has no entry for takes the implied one's mode (overlayfs
-/// shows a directory's attributes from the topmost layer holding it).
-fn make_parents(tree: &mut Tree, path: &str, explicit: &std::collections::BTreeSet<String>) {
+/// ones its archive implies (0755, no extended attributes): a non-directory
+/// there is replaced, and a directory this layer has not made yet (`made`)
+/// takes the implied one's attributes (overlayfs shows a directory's
+/// attributes from the topmost layer holding it; an explicit entry later in
+/// the layer then sets its own).
+fn make_parents(tree: &mut Tree, path: &str, made: &mut std::collections::BTreeSet<String>) {
     let mut acc = String::new();
     let comps: Vec<&str> = path.split('/').collect();
     for comp in &comps[..comps.len().saturating_sub(1)] {
         acc = join(&acc, comp);
         match tree.get(&acc) {
-            Some(Node::Dir { .. }) if explicit.contains(&acc) => {}
+            Some(Node::Dir { .. }) if made.contains(&acc) => {}
             Some(Node::Dir { .. }) => {
-                tree.insert(acc.clone(), Node::Dir { mode: 0o755 });
+                tree.insert(acc.clone(), Node::dir(0o755));
             }
             _ => {
                 detach(tree, &acc);
                 remove_subtree(tree, &acc);
-                tree.insert(acc.clone(), Node::Dir { mode: 0o755 });
+                tree.insert(acc.clone(), Node::dir(0o755));
             }
         }
+        made.insert(acc.clone());
     }
 }
 
@@ -260,12 +306,8 @@ fn make_parents(tree: &mut Tree, path: &str, explicit: &std::collections::BTreeS
 pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
     let mut out = tree.clone();
     let mut adds = Vec::new();
-    // The directories the layer has entries for (their own mode wins).
-    let explicit: std::collections::BTreeSet<String> = layer
-        .iter()
-        .filter(|e| matches!(e.body, Body::Node(Node::Dir { .. })))
-        .filter_map(|e| clean_name(&e.name).ok())
-        .collect();
+    // The directories this layer has made so far.
+    let mut made = std::collections::BTreeSet::new();
     // An entry under a name that an earlier entry of this layer made a
     // non-directory has no parent to go in (ENOTDIR, as tar says). A whiteout
     // is such a non-directory unless this layer put something there before
@@ -324,7 +366,7 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
     let mut added = std::collections::BTreeSet::new();
     for (path, body) in adds {
         let Some(body) = body else {
-            make_parents(&mut out, &path, &explicit);
+            make_parents(&mut out, &path, &mut made);
             continue;
         };
         check_parents(&out, &path)?;
@@ -349,14 +391,27 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
                 Node::Hardlink(first)
             }
         };
-        make_parents(&mut out, &path, &explicit);
-        let keep_children = matches!(
-            (&node, out.get(&path)),
-            (Node::Dir { .. }, Some(Node::Dir { .. }))
-        );
-        if !keep_children {
-            detach(&mut out, &path);
-            remove_subtree(&mut out, &path);
+        make_parents(&mut out, &path, &mut made);
+        let mut node = node;
+        match (&mut node, out.get(&path)) {
+            // A directory kept: one this layer made keeps its attributes
+            // too, the new entry's added over them.
+            (Node::Dir { xattrs, .. }, Some(Node::Dir { xattrs: old, .. })) => {
+                if made.contains(&path) {
+                    let mut all = old.clone();
+                    all.append(xattrs);
+                    *xattrs = all;
+                }
+            }
+            _ => {
+                detach(&mut out, &path);
+                remove_subtree(&mut out, &path);
+            }
+        }
+        if matches!(node, Node::Dir { .. }) {
+            made.insert(path.clone());
+        } else {
+            made.retain(|p| !is_under(p, &path));
         }
         // Making the link's parents may have replaced the file it names.
         if let Node::Hardlink(first) = &node
@@ -385,7 +440,7 @@ pub fn diff(lower: &Tree, upper: &Tree) -> Layer {
         if dir.is_empty() || upper.contains_key(dir) {
             layer.push(Entry {
                 name: join(dir, &format!("{WHITEOUT}{}", name_of(path))),
-                body: Body::Node(Node::Dir { mode: 0 }),
+                body: Body::Node(Node::dir(0)),
             });
         }
     }

@@ -128,23 +128,21 @@ impl Container {
         }
     }
 
-    /// Creates or truncates a file and writes `content`.
+    /// Creates or truncates a file and writes `content` (an existing file
+    /// keeps its mode and extended attributes).
     pub fn write(&mut self, path: &str, content: &[u8]) -> Result<(), Refusal> {
         let view = self.view();
         self.need_parent_dir(&view, path)?;
-        let mode = match resolve(&view, path) {
+        let node = match resolve(&view, path) {
             Some(Node::Dir { .. }) => return Err(Refusal::IsADirectory(path.into())),
-            Some(Node::File { mode, .. }) => *mode,
-            _ => 0o644,
-        };
-        self.put(
-            &view,
-            path,
-            Node::File {
+            Some(Node::File { mode, xattrs, .. }) => Node::File {
                 content: content.to_vec(),
-                mode,
+                mode: *mode,
+                xattrs: xattrs.clone(),
             },
-        );
+            _ => Node::file(content, 0o644),
+        };
+        self.put(&view, path, node);
         Ok(())
     }
 
@@ -153,11 +151,19 @@ impl Container {
         let view = self.view();
         self.need_parent_dir(&view, path)?;
         match resolve(&view, path) {
-            Some(Node::File { content, mode }) => {
+            Some(Node::File {
+                content,
+                mode,
+                xattrs,
+            }) => {
                 let mut c = content.clone();
                 c.extend_from_slice(more);
-                let mode = *mode;
-                self.put(&view, path, Node::File { content: c, mode });
+                let node = Node::File {
+                    content: c,
+                    mode: *mode,
+                    xattrs: xattrs.clone(),
+                };
+                self.put(&view, path, node);
                 Ok(())
             }
             Some(Node::Dir { .. }) => Err(Refusal::IsADirectory(path.into())),
@@ -165,23 +171,71 @@ impl Container {
         }
     }
 
-    /// chmod (copy-up first).
-    pub fn chmod(&mut self, path: &str, new_mode: u32) -> Result<(), Refusal> {
+    /// Changes the node at `path` in place, as chmod(2) and setxattr(2) do:
+    /// copy-up first (another name of a file is the file: its copy-up is
+    /// that name alone). `change` may refuse, and then nothing is copied up.
+    fn change(
+        &mut self,
+        path: &str,
+        change: impl FnOnce(Node) -> Result<Node, Refusal>,
+    ) -> Result<(), Refusal> {
         let view = self.view();
         self.need_parent_dir(&view, path)?;
-        // Another name of a file is the file: its copy-up is that name alone.
-        let node = match resolve(&view, path).cloned() {
-            Some(Node::File { content, .. }) => Node::File {
-                content,
-                mode: new_mode,
-            },
-            Some(Node::Dir { .. }) => Node::Dir { mode: new_mode },
-            Some(other) => other,
-            None => return Err(Refusal::NotFound(path.into())),
-        };
+        let node = resolve(&view, path)
+            .cloned()
+            .ok_or_else(|| Refusal::NotFound(path.into()))?;
+        let node = change(node)?;
         self.copy_up_parents(&view, path);
         self.upper.insert(path.to_string(), Some(node));
         Ok(())
+    }
+
+    /// chmod (copy-up first).
+    pub fn chmod(&mut self, path: &str, new_mode: u32) -> Result<(), Refusal> {
+        self.change(path, |node| {
+            Ok(match node {
+                Node::File {
+                    content, xattrs, ..
+                } => Node::File {
+                    content,
+                    mode: new_mode,
+                    xattrs,
+                },
+                Node::Dir { xattrs, .. } => Node::Dir {
+                    mode: new_mode,
+                    xattrs,
+                },
+                other => other,
+            })
+        })
+    }
+
+    /// setxattr(2) on a file or directory (copy-up first). Other kinds are
+    /// not described: the kernel refuses user attributes on them, and
+    /// overlayfs' handling of trusted ones on symlinks is its own.
+    pub fn set_xattr(&mut self, path: &str, name: &str, value: &[u8]) -> Result<(), Refusal> {
+        self.change(path, |mut node| {
+            if let Node::File { xattrs, .. } | Node::Dir { xattrs, .. } = &mut node {
+                xattrs.insert(name.to_string(), value.to_vec());
+            }
+            Ok(node)
+        })
+    }
+
+    /// removexattr(2): ENODATA when the node does not have it (and then
+    /// overlayfs copies nothing up).
+    pub fn remove_xattr(&mut self, path: &str, name: &str) -> Result<(), Refusal> {
+        self.change(path, |mut node| {
+            match &mut node {
+                Node::File { xattrs, .. } | Node::Dir { xattrs, .. } => {
+                    if xattrs.remove(name).is_none() {
+                        return Err(Refusal::NoAttribute(path.into()));
+                    }
+                }
+                _ => return Err(Refusal::NoAttribute(path.into())),
+            }
+            Ok(node)
+        })
     }
 
     /// mkdir.
@@ -191,7 +245,7 @@ impl Container {
         if view.contains_key(path) {
             return Err(Refusal::Exists(path.into()));
         }
-        self.put(&view, path, Node::Dir { mode: 0o755 });
+        self.put(&view, path, Node::dir(0o755));
         Ok(())
     }
 

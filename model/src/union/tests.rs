@@ -4,10 +4,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn file(c: &str) -> Body {
-    Body::Node(Node::File {
-        content: c.as_bytes().to_vec(),
-        mode: 0o644,
-    })
+    Body::Node(Node::file(c, 0o644))
 }
 
 fn e(name: &str, body: Body) -> Entry {
@@ -18,7 +15,7 @@ fn e(name: &str, body: Body) -> Entry {
 }
 
 fn dir() -> Body {
-    Body::Node(Node::Dir { mode: 0o755 })
+    Body::Node(Node::dir(0o755))
 }
 
 fn base() -> Tree {
@@ -37,7 +34,7 @@ fn base() -> Tree {
 #[test]
 fn entries_make_their_parents_and_replace_what_was_there() {
     let t = base();
-    assert_eq!(t.get("bin"), Some(&Node::Dir { mode: 0o755 }));
+    assert_eq!(t.get("bin"), Some(&Node::dir(0o755)));
     let t2 = apply(&t, &vec![e("etc/x", file("now a file"))]).expect("apply");
     assert!(
         !t2.contains_key("etc/x/y"),
@@ -160,15 +157,12 @@ fn writes_copy_up_and_deletes_of_lower_paths_leave_whiteouts() {
     c.append("etc/hosts", b"+").expect("append");
     assert_eq!(
         c.upper.get("etc"),
-        Some(&Some(Node::Dir { mode: 0o755 })),
+        Some(&Some(Node::dir(0o755))),
         "the parent is copied up"
     );
     assert_eq!(
         c.upper.get("etc/hosts"),
-        Some(&Some(Node::File {
-            content: b"h+".to_vec(),
-            mode: 0o644
-        }))
+        Some(&Some(Node::file("h+", 0o644)))
     );
     c.remove("bin/sh").expect("rm");
     assert_eq!(
@@ -230,14 +224,7 @@ fn renames_of_files_and_of_upper_directories() {
     c.write("d/f", b"f").expect("write");
     c.rename("d", "e").expect("rename upper dir");
     let v = c.view();
-    assert!(
-        !v.contains_key("d")
-            && v.get("e/f")
-                == Some(&Node::File {
-                    content: b"f".to_vec(),
-                    mode: 0o644
-                })
-    );
+    assert!(!v.contains_key("d") && v.get("e/f") == Some(&Node::file("f", 0o644)));
 }
 
 #[test]
@@ -250,14 +237,34 @@ fn commit_gives_a_layer_that_rebuilds_the_view() {
     assert_eq!(apply(&c.lower, &layer), Ok(c.view()));
 }
 
+fn xattrs() -> impl Strategy<Value = Xattrs> {
+    proptest::collection::btree_map(
+        "trusted\\.[ab]",
+        proptest::collection::vec(any::<u8>(), 0..3),
+        0..3,
+    )
+}
+
 fn node() -> impl Strategy<Value = Node> {
     prop_oneof![
         (
             proptest::collection::vec(any::<u8>(), 0..4),
             prop_oneof![Just(0o644u32), Just(0o755)]
         )
-            .prop_map(|(content, mode)| Node::File { content, mode }),
-        prop_oneof![Just(0o755u32), Just(0o700)].prop_map(|mode| Node::Dir { mode }),
+            .prop_map(|(content, mode)| Node::file(content, mode)),
+        prop_oneof![Just(0o755u32), Just(0o700)].prop_map(Node::dir),
+        (xattrs(), any::<bool>()).prop_map(|(xattrs, is_dir)| if is_dir {
+            Node::Dir {
+                mode: 0o755,
+                xattrs,
+            }
+        } else {
+            Node::File {
+                content: b"x".to_vec(),
+                mode: 0o644,
+                xattrs,
+            }
+        }),
         "[a-c]{1,2}".prop_map(Node::Symlink),
         Just(Node::Device('c', 1, 3)),
     ]
@@ -294,6 +301,8 @@ enum Op {
     Rmdir(String),
     Rename(String, String),
     Symlink(String),
+    SetXattr(String, u8),
+    RemoveXattr(String),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -306,6 +315,8 @@ fn op() -> impl Strategy<Value = Op> {
         path().prop_map(Op::Rmdir),
         (path(), path()).prop_map(|(a, b)| Op::Rename(a, b)),
         path().prop_map(Op::Symlink),
+        (path(), any::<u8>()).prop_map(|(p, b)| Op::SetXattr(p, b)),
+        path().prop_map(Op::RemoveXattr),
     ]
 }
 
@@ -347,6 +358,8 @@ proptest! {
                 Op::Rmdir(p) => c.rmdir(&p),
                 Op::Rename(a, b) => c.rename(&a, &b),
                 Op::Symlink(p) => c.symlink(&p, "target"),
+                Op::SetXattr(p, b) => c.set_xattr(&p, "trusted.a", &[b]),
+                Op::RemoveXattr(p) => c.remove_xattr(&p, "trusted.a"),
             };
             let view = c.view();
             well_formed(&view);
@@ -361,30 +374,19 @@ proptest! {
 
 #[test]
 fn an_implied_directory_takes_mode_0755_over_the_lower_one() {
-    let lower = apply(
-        &Tree::new(),
-        &vec![e("d", Body::Node(Node::Dir { mode: 0o700 }))],
-    )
-    .expect("lower");
+    let lower = apply(&Tree::new(), &vec![e("d", Body::Node(Node::dir(0o700)))]).expect("lower");
     let t = apply(&lower, &vec![e("d/f", file("x"))]).expect("upper");
-    assert_eq!(t.get("d"), Some(&Node::Dir { mode: 0o755 }));
+    assert_eq!(t.get("d"), Some(&Node::dir(0o755)));
     let t = apply(
         &lower,
-        &vec![
-            e("d/f", file("x")),
-            e("d", Body::Node(Node::Dir { mode: 0o750 })),
-        ],
+        &vec![e("d/f", file("x")), e("d", Body::Node(Node::dir(0o750)))],
     )
     .expect("explicit");
-    assert_eq!(
-        t.get("d"),
-        Some(&Node::Dir { mode: 0o750 }),
-        "its own entry wins"
-    );
+    assert_eq!(t.get("d"), Some(&Node::dir(0o750)), "its own entry wins");
     let t = apply(&Tree::new(), &vec![e("o/.wh..wh..opq", file(""))]).expect("marker");
     assert_eq!(
         t.get("o"),
-        Some(&Node::Dir { mode: 0o755 }),
+        Some(&Node::dir(0o755)),
         "a marker implies its directory"
     );
 }
@@ -440,4 +442,86 @@ fn a_directory_moved_into_a_merged_one_is_opaque_and_an_opaque_one_moves() {
     c.rmdir("etc").expect("rmdir");
     assert_eq!(c.upper.get("etc"), Some(&None), "a whiteout again");
     assert!(!c.view().contains_key("etc"));
+}
+
+#[test]
+fn extended_attributes_go_with_their_node() {
+    let x = |pairs: &[(&str, &str)]| -> Xattrs {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    let d = |mode, xattrs| Body::Node(Node::Dir { mode, xattrs });
+    let lower = apply(
+        &Tree::new(),
+        &vec![
+            e("d", d(0o755, x(&[("trusted.a", "1")]))),
+            e(
+                "d/f",
+                Body::Node(Node::File {
+                    content: b"f".to_vec(),
+                    mode: 0o644,
+                    xattrs: x(&[("trusted.b", "2")]),
+                }),
+            ),
+        ],
+    )
+    .expect("lower");
+    // Over a lower layer's directory, an entry shows only its own.
+    let t = apply(&lower, &vec![e("d", d(0o700, x(&[("trusted.c", "3")])))]).expect("upper");
+    assert_eq!(
+        t.get("d").and_then(Node::xattrs),
+        Some(&x(&[("trusted.c", "3")]))
+    );
+    // Twice in one layer, the second adds to the first.
+    let t = apply(
+        &Tree::new(),
+        &vec![
+            e("d", d(0o755, x(&[("trusted.a", "1")]))),
+            e("d", d(0o700, x(&[("trusted.a", "9"), ("trusted.c", "3")]))),
+        ],
+    )
+    .expect("twice");
+    assert_eq!(
+        t.get("d"),
+        Some(&Node::Dir {
+            mode: 0o700,
+            xattrs: x(&[("trusted.a", "9"), ("trusted.c", "3")])
+        })
+    );
+    // A directory a layer only implies has none.
+    let t = apply(&lower, &vec![e("d/g", file("g"))]).expect("implied");
+    assert_eq!(t.get("d"), Some(&Node::dir(0o755)));
+
+    let mut c = Container::new(lower.clone());
+    assert_eq!(
+        c.remove_xattr("d/f", "trusted.a"),
+        Err(Refusal::NoAttribute("d/f".into()))
+    );
+    assert!(c.upper.is_empty(), "a refused removal copies nothing up");
+    c.write("d/f", b"new").expect("write");
+    assert_eq!(
+        c.view().get("d/f").and_then(Node::xattrs),
+        Some(&x(&[("trusted.b", "2")])),
+        "a truncating write keeps them"
+    );
+    assert_eq!(
+        c.upper
+            .get("d")
+            .cloned()
+            .flatten()
+            .as_ref()
+            .and_then(Node::xattrs),
+        Some(&x(&[("trusted.a", "1")])),
+        "copy-up of the parent keeps its"
+    );
+    c.set_xattr("d", "trusted.z", b"").expect("set");
+    c.remove_xattr("d", "trusted.a").expect("remove");
+    assert_eq!(
+        c.view().get("d").and_then(Node::xattrs),
+        Some(&x(&[("trusted.z", "")]))
+    );
+    let layer = diff(&c.lower, &c.view());
+    assert_eq!(apply(&c.lower, &layer), Ok(c.view()));
 }

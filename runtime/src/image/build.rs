@@ -72,6 +72,26 @@ impl LayerBuilder {
         self
     }
 
+    /// A directory with xattrs (PAX `SCHILY.xattr.*`).
+    pub fn dir_xattrs(&mut self, path: &str, mode: u32, xattrs: &[(&str, &[u8])]) -> &mut Self {
+        self.pax_xattrs(xattrs);
+        self.dir(path, mode)
+    }
+
+    fn pax_xattrs(&mut self, xattrs: &[(&str, &[u8])]) {
+        if xattrs.is_empty() {
+            return;
+        }
+        let pax: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+            .collect();
+        io_ok(
+            self.b
+                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v))),
+        );
+    }
+
     /// A regular file.
     pub fn file(&mut self, path: &str, content: &[u8], mode: u32) -> &mut Self {
         self.file_owned(path, content, mode, 0, 0)
@@ -110,14 +130,7 @@ impl LayerBuilder {
         mode: u32,
         xattrs: &[(&str, &[u8])],
     ) -> &mut Self {
-        let pax: Vec<(String, &[u8])> = xattrs
-            .iter()
-            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
-            .collect();
-        io_ok(
-            self.b
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v))),
-        );
+        self.pax_xattrs(xattrs);
         self.file(path, content, mode)
     }
 

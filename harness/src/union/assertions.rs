@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use berth::digest::Digest;
 use berth_model::union::{Container, Node, Tree, parent, resolve};
 
 use super::observe::{self, Seen, shown};
 use super::reference::UnionState;
-use super::sut::Sut;
+use super::sut::{Freed, Sut};
 use super::transitions::{Outcome, Transition};
 
 /// The step's outcome is the model's.
@@ -136,6 +137,7 @@ pub fn state(sut: &Sut, r: &UnionState) {
         }
         Err(e) => problems.push(format!("berth diff: {e}")),
     }
+    problems.extend(store(sut, r));
     let mounts: BTreeSet<String> = observe::mounts_under(sut.root()).into_iter().collect();
     let want_mounts: BTreeSet<String> = [sut.rootfs().display().to_string()].into();
     problems.extend(crate::diff(
@@ -149,6 +151,103 @@ pub fn state(sut: &Sut, r: &UnionState) {
         sut.step,
         r.commits,
         problems.join("\n")
+    );
+}
+
+/// The image store holds exactly the images the model has, with their tags
+/// and sizes, and exactly their blobs and unpacked layers (and the
+/// container's).
+fn store(sut: &Sut, r: &UnionState) -> Vec<String> {
+    let mut problems = Vec::new();
+    let db = match sut.store.db() {
+        Ok(db) => db,
+        Err(e) => return vec![format!("the image database: {e}")],
+    };
+    let present: Vec<usize> = (0..r.images.len())
+        .filter(|i| r.images[*i].present)
+        .collect();
+    let want: BTreeSet<usize> = present.iter().copied().collect();
+    let got: BTreeSet<usize> = (0..sut.images.len())
+        .filter(|i| db.images.contains_key(&sut.images[*i].id))
+        .collect();
+    problems.extend(crate::diff(
+        "images (by the step that made them)",
+        &want,
+        &got,
+    ));
+    let want: BTreeSet<(String, usize)> = r
+        .images
+        .iter()
+        .enumerate()
+        .filter(|(_, im)| im.tagged)
+        .map(|(i, _)| ("union:case".to_string(), i))
+        .collect();
+    let got: BTreeSet<(String, usize)> = db
+        .tags
+        .iter()
+        .map(|(t, id)| {
+            let i = sut.images.iter().position(|m| &m.id == id);
+            (t.clone(), i.unwrap_or(usize::MAX))
+        })
+        .collect();
+    problems.extend(crate::diff("tags (tag, image)", &want, &got));
+    let want: BTreeMap<usize, u64> = present
+        .iter()
+        .map(|i| (*i, r.images[*i].layer_sizes.iter().sum()))
+        .collect();
+    let got: BTreeMap<usize, u64> = present
+        .iter()
+        .filter_map(|i| {
+            db.images
+                .get(&sut.images[*i].id)
+                .map(|rec| (*i, rec.size()))
+        })
+        .collect();
+    if want != got {
+        problems.push(format!(
+            "image sizes (image → bytes): model {want:?}, berth {got:?}"
+        ));
+    }
+    let made = |i: &usize| sut.images.get(*i);
+    let want: BTreeSet<String> = present
+        .iter()
+        .filter_map(made)
+        .flat_map(|m| m.blobs.iter().map(|d| d.hex().to_string()))
+        .collect();
+    let got: BTreeSet<String> = sut.blobs().into_keys().collect();
+    problems.extend(crate::diff("blobs", &want, &got));
+    let want: BTreeSet<String> = present
+        .iter()
+        .chain([&r.current])
+        .filter_map(made)
+        .flat_map(|m| m.diff_ids.iter().map(|d| d.hex().to_string()))
+        .collect();
+    let got: BTreeSet<String> = sut
+        .layer_dirs()
+        .into_iter()
+        .map(|d| d.hex().to_string())
+        .collect();
+    problems.extend(crate::diff("unpacked layers", &want, &got));
+    problems
+}
+
+/// What a removal reported freeing is what went: the blob files' bytes and
+/// the sizes of the layers unpacked no more (as the model has them).
+pub fn freed(sut: &Sut, r: &UnionState, t: &Transition, f: &Freed) {
+    let sizes: BTreeMap<&Digest, u64> = sut
+        .images
+        .iter()
+        .zip(&r.images)
+        .flat_map(|(m, im)| m.diff_ids.iter().zip(im.layer_sizes.iter().copied()))
+        .collect();
+    let layers: u64 = f.layers.iter().filter_map(|d| sizes.get(d)).sum();
+    assert_eq!(
+        f.reported,
+        f.blob_bytes + layers,
+        "{t:?} reported {} bytes freed; {} bytes of blobs and {layers} of layers ({}) went",
+        f.reported,
+        f.blob_bytes,
+        f.layers.len()
     );
 }
 

@@ -1,11 +1,24 @@
 //! The model's side: berth-model's container (its image's merged layers and
 //! its upper layer), and the outcome the last step must have had.
 
-use berth_model::union::{Container, Layer, Node, Refusal, Tree, merged, parent};
+use berth_model::union::{Container, Layer, Node, Refusal, Tree, layer_size, merged, parent};
 use proptest::prelude::*;
 use proptest_state_machine::ReferenceStateMachine;
 
 use super::transitions::{Outcome, Transition};
+
+/// One of the case's images in the image store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Still in the store.
+    pub present: bool,
+    /// Tagged `union:case` (only the loaded image ever is).
+    pub tagged: bool,
+    /// The size of each layer, bottom first (the bytes of its files).
+    pub layer_sizes: Vec<u64>,
+    /// What a container made from it sees.
+    pub tree: Tree,
+}
 
 /// The reference state.
 #[derive(Debug, Clone)]
@@ -16,6 +29,10 @@ pub struct UnionState {
     pub container: Container,
     /// How many commits were made.
     pub commits: usize,
+    /// The images: the loaded one, then one per commit.
+    pub images: Vec<Image>,
+    /// The image the container is on.
+    pub current: usize,
     /// What the last step must have come to.
     pub last: Option<Outcome>,
 }
@@ -79,13 +96,70 @@ pub fn step(s: &mut UnionState, t: &Transition) -> Outcome {
         // A failed operation changes nothing.
         Transition::CommitFault(_) => return Outcome::Fault,
         Transition::Commit => {
-            // The committed image is what the container saw; a new container
-            // starts on it with nothing in its upper layer.
-            *c = Container::new(c.view());
+            // The committed image is its parent's layers and one of the
+            // upper directory; a new container starts on it with nothing
+            // in its upper layer.
+            let mut layer_sizes = s.images[s.current].layer_sizes.clone();
+            layer_sizes.push(c.upper_size());
+            let tree = c.view();
+            *c = Container::new(tree.clone());
             s.commits += 1;
+            s.images.push(Image {
+                present: true,
+                tagged: false,
+                layer_sizes,
+                tree,
+            });
+            s.current = s.images.len() - 1;
+            Ok(())
+        }
+        Transition::Run { which } => match s.images.get(*which) {
+            Some(im) if im.present => {
+                *c = Container::new(im.tree.clone());
+                s.current = *which;
+                Ok(())
+            }
+            _ => return Outcome::NoSuchImage,
+        },
+        Transition::RemoveImage {
+            which,
+            by_tag,
+            force,
+        } => return remove_image(s, *which, *by_tag, *force),
+        Transition::Prune { all } => {
+            // Untagged images (every one with -a) that no container uses.
+            for (i, im) in s.images.iter_mut().enumerate() {
+                if im.present && i != s.current && (*all || !im.tagged) {
+                    im.present = false;
+                    im.tagged = false;
+                }
+            }
             Ok(())
         }
     })
+}
+
+/// `berth rmi`, as berth documents it (Docker's rules): a name that names no
+/// image is refused; an image the container uses is refused without `-f`,
+/// and with it loses its tag but stays (Docker's dangling image) until
+/// nothing uses it; any other image is deleted.
+fn remove_image(s: &mut UnionState, which: usize, by_tag: bool, force: bool) -> Outcome {
+    let used = which == s.current;
+    let Some(im) = s.images.get_mut(which) else {
+        return Outcome::Other(format!("model: no image {which}"));
+    };
+    let found = im.present && (!by_tag || im.tagged);
+    if !found {
+        return Outcome::NoSuchImage;
+    }
+    if used && !force {
+        return Outcome::Conflict;
+    }
+    im.tagged = false;
+    if !used {
+        im.present = false;
+    }
+    Outcome::Ok
 }
 
 /// Whether a directory on the way to `path` is a symlink: the kernel would
@@ -118,10 +192,22 @@ impl ReferenceStateMachine for UnionRef {
         super::strategies::image()
             .prop_filter_map("an image the model accepts", |image| {
                 let lower = merged(&image).ok()?;
+                let layer_sizes = image
+                    .iter()
+                    .map(layer_size)
+                    .collect::<Result<_, _>>()
+                    .ok()?;
                 Some(UnionState {
                     image,
-                    container: Container::new(lower),
+                    container: Container::new(lower.clone()),
                     commits: 0,
+                    images: vec![Image {
+                        present: true,
+                        tagged: true,
+                        layer_sizes,
+                        tree: lower,
+                    }],
+                    current: 0,
                     last: None,
                 })
             })
@@ -158,6 +244,11 @@ impl ReferenceStateMachine for UnionRef {
             ),
             Transition::Rename { from, to } => {
                 from == to || file_of(&view, from).is_none_or(|f| file_of(&view, to) != Some(f))
+            }
+            // An image the case made (shrinking may take away the commit
+            // that made it).
+            Transition::RemoveImage { which, .. } | Transition::Run { which } => {
+                *which < state.images.len()
             }
             _ => true,
         }

@@ -146,6 +146,18 @@ fn gone_or_any(state: &UnionState) -> BoxedStrategy<String> {
     }
 }
 
+/// One of the case's images, mostly not the container's.
+fn other_image(state: &UnionState) -> BoxedStrategy<usize> {
+    let others: Vec<usize> = (0..state.images.len())
+        .filter(|i| *i != state.current)
+        .collect();
+    if others.is_empty() {
+        Just(state.current).boxed()
+    } else {
+        prop_oneof![4 => prop::sample::select(others), 1 => Just(state.current)].boxed()
+    }
+}
+
 /// The steps possible from `state` (the preconditions then keep out those
 /// the model does not describe).
 pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
@@ -167,9 +179,19 @@ pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
             .prop_map(|(path, name, value)| Transition::SetXattr { path, name, value }),
         1 => (p(), prop::sample::select(XATTRS.to_vec()))
             .prop_map(|(path, name)| Transition::RemoveXattr { path, name }),
-        1 => Just(Transition::Commit),
+        2 => Just(Transition::Commit),
         1 => prop::sample::select(vec!["commit.after-blob", "commit.after-unpack"])
             .prop_map(Transition::CommitFault),
+        // Image removal frees layers only off the container's own chain:
+        // a container on an older image makes the newer ones removable.
+        2 => other_image(state).prop_map(|which| Transition::Run { which }),
+        2 => (other_image(state), any::<bool>(), prop::bool::weighted(0.3))
+            .prop_map(|(which, by_tag, force)| Transition::RemoveImage {
+                which,
+                by_tag: by_tag && which == 0,
+                force,
+            }),
+        1 => any::<bool>().prop_map(|all| Transition::Prune { all }),
     ]
     .boxed()
 }

@@ -10,9 +10,11 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use berth::digest::Digest;
 use berth::image::build::{ImageBuilder, LayerBuilder};
 use berth::image::commit::{CommitOptions, commit};
 use berth::image::load::{Input, load};
+use berth::image::manage;
 use berth::image::progress::Progress;
 use berth::image::store::ImageStore;
 use berth::layers::overlay::Overlay;
@@ -29,6 +31,28 @@ use super::assertions;
 use super::reference::{UnionRef, UnionState};
 use super::transitions::{Outcome, Transition};
 
+/// One of the case's images as berth recorded it when it was made.
+#[derive(Debug, Clone)]
+pub struct Made {
+    /// Its id.
+    pub id: Digest,
+    /// Its layers' diff_ids, bottom first.
+    pub diff_ids: Vec<Digest>,
+    /// Its blobs: manifest, config, layers.
+    pub blobs: Vec<Digest>,
+}
+
+/// What an `rmi` or `prune` said it freed, and what went from the disk.
+#[derive(Debug, Clone)]
+pub struct Freed {
+    /// The bytes berth reported.
+    pub reported: u64,
+    /// The bytes of the blob files that went.
+    pub blob_bytes: u64,
+    /// The unpacked layers that went.
+    pub layers: Vec<Digest>,
+}
+
 /// The system under test.
 pub struct Sut {
     /// The case's data root.
@@ -41,6 +65,10 @@ pub struct Sut {
     pub mounted: Option<Overlay>,
     /// How many containers the case made.
     pub containers: usize,
+    /// The images the case made: the loaded one, then one per commit.
+    pub images: Vec<Made>,
+    /// What the last removal freed.
+    pub freed: Option<Freed>,
     /// The last step.
     pub step: Option<Transition>,
 }
@@ -124,13 +152,100 @@ impl Sut {
             .create_snapshot("c0", &id)
             .unwrap_or_else(|e| panic!("the container's layer: {e}"));
         let mounted = Some(snapshot.mount().unwrap_or_else(|e| panic!("mounting: {e}")));
+        let made = Sut::made(&store, &loaded[0].id).unwrap_or_else(|e| panic!("{e}"));
         Sut {
             dir,
             store,
             snapshot,
             mounted,
             containers: 1,
+            images: vec![made],
+            freed: None,
             step: None,
+        }
+    }
+
+    /// What the store recorded of a new image.
+    fn made(store: &ImageStore, id: &Digest) -> Result<Made, String> {
+        let db = store.db().map_err(|e| format!("the image database: {e}"))?;
+        let rec = db
+            .images
+            .get(id)
+            .ok_or_else(|| format!("the new image {id} is not in the database"))?;
+        Ok(Made {
+            id: id.clone(),
+            diff_ids: rec.diff_ids(),
+            blobs: [rec.manifest.digest.clone(), rec.config.digest.clone()]
+                .into_iter()
+                .chain(rec.layers.iter().map(|l| l.blob.digest.clone()))
+                .collect(),
+        })
+    }
+
+    /// The blob files of the store and their sizes.
+    pub fn blobs(&self) -> std::collections::BTreeMap<String, u64> {
+        let dir = self.dir.path().join("root/image/blobs/sha256");
+        std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                        (e.file_name().to_string_lossy().into_owned(), len)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The unpacked layers of the store.
+    pub fn layer_dirs(&self) -> std::collections::BTreeSet<Digest> {
+        self.store
+            .layers()
+            .list()
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// `rmi` or `prune`, and what went.
+    fn remove_images(&mut self, t: &Transition) -> Outcome {
+        let (blobs, layers) = (self.blobs(), self.layer_dirs());
+        let r = match t {
+            Transition::RemoveImage {
+                which,
+                by_tag,
+                force,
+            } => {
+                let Some(made) = self.images.get(*which) else {
+                    return Outcome::Other(format!("no image {which} was made"));
+                };
+                let name = if *by_tag {
+                    "union:case".to_string()
+                } else {
+                    made.id.to_string()
+                };
+                manage::remove(&self.store, &[name], *force)
+            }
+            Transition::Prune { all } => manage::prune(&self.store, *all),
+            _ => unreachable!("not a removal"),
+        };
+        match r {
+            Ok(removal) => {
+                let after = self.blobs();
+                let kept = self.layer_dirs();
+                self.freed = Some(Freed {
+                    reported: removal.freed,
+                    blob_bytes: blobs
+                        .iter()
+                        .filter(|(b, _)| !after.contains_key(*b))
+                        .map(|(_, n)| n)
+                        .sum(),
+                    layers: layers.difference(&kept).cloned().collect(),
+                });
+                Outcome::Ok
+            }
+            Err(berth::image::Error::Conflict(_)) => Outcome::Conflict,
+            Err(berth::image::Error::NotFound(_)) => Outcome::NoSuchImage,
+            Err(e) => Outcome::Other(format!("{e}")),
         }
     }
 
@@ -245,9 +360,11 @@ impl Sut {
                 let (d2, n2) = self.parent(to)?;
                 renameat(d1.as_fd(), n1, d2.as_fd(), n2)
             }
-            Transition::Commit | Transition::CommitFault(_) => {
-                unreachable!("not a file operation")
-            }
+            Transition::Commit
+            | Transition::CommitFault(_)
+            | Transition::Run { .. }
+            | Transition::RemoveImage { .. }
+            | Transition::Prune { .. } => unreachable!("not a file operation"),
         }
     }
 
@@ -256,11 +373,20 @@ impl Sut {
     fn commit(&mut self) -> Result<(), String> {
         let loaded = commit(&self.store, &self.snapshot, None, &CommitOptions::default())
             .map_err(|e| format!("commit: {e}"))?;
+        self.images.push(Sut::made(&self.store, &loaded.id)?);
+        self.replace(&loaded.id.to_string())
+            .map_err(|e| e.unwrap_or_else(|| "the committed image is gone".into()))
+    }
+
+    /// A new container on `image`, mounted; then the old one is unmounted and
+    /// removed. `Err(None)`: no such image (the old one stays).
+    fn replace(&mut self, image: &str) -> Result<(), Option<String>> {
         let id = format!("c{}", self.containers);
-        let snapshot = self
-            .store
-            .create_snapshot(&id, &loaded.id.to_string())
-            .map_err(|e| format!("the new container's layer: {e}"))?;
+        let snapshot = match self.store.create_snapshot(&id, image) {
+            Ok(s) => s,
+            Err(berth::image::Error::NotFound(_)) => return Err(None),
+            Err(e) => return Err(Some(format!("the new container's layer: {e}"))),
+        };
         self.containers += 1;
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         if let Some(m) = self.mounted.take() {
@@ -274,7 +400,7 @@ impl Sut {
         self.mounted = Some(
             self.snapshot
                 .mount()
-                .map_err(|e| format!("mounting the committed image: {e}"))?,
+                .map_err(|e| format!("mounting the new container's root: {e}"))?,
         );
         Ok(())
     }
@@ -310,6 +436,17 @@ impl Sut {
                     }
                 }
             }
+            Transition::Run { which } => {
+                let Some(made) = self.images.get(*which) else {
+                    return Outcome::Other(format!("no image {which} was made"));
+                };
+                match self.replace(&made.id.to_string()) {
+                    Ok(()) => Outcome::Ok,
+                    Err(None) => Outcome::NoSuchImage,
+                    Err(Some(e)) => Outcome::Other(e),
+                }
+            }
+            Transition::RemoveImage { .. } | Transition::Prune { .. } => self.remove_images(t),
             _ => done(self.op(t)),
         }
     }
@@ -391,6 +528,9 @@ impl StateMachineTest for UnionMachine {
         let got = sut.step(&t);
         sut.step = Some(t.clone());
         assertions::outcome(&t, ref_state.last.as_ref(), &got);
+        if let Some(f) = sut.freed.take() {
+            assertions::freed(&sut, ref_state, &t, &f);
+        }
         sut
     }
 

@@ -1,8 +1,8 @@
 //! What can happen, and what may come of it.
 
 /// One step of the union machine: a file operation inside the container's
-/// root, or a commit of the container followed by a new container on the
-/// committed image.
+/// root, a commit of the container followed by a new container on the
+/// committed image, or the removal of images.
 #[derive(Debug, Clone)]
 pub enum Transition {
     /// `open(O_CREAT|O_TRUNC)` and write.
@@ -79,6 +79,27 @@ pub enum Transition {
     /// `berth commit`, then the container is replaced by a new one made from
     /// the committed image (its root mounted afresh from the layer store).
     Commit,
+    /// The container is removed, and a new one made on one of the case's
+    /// images (`berth rm`, `berth run IMAGE`): refused when the image is gone.
+    Run {
+        /// which image: 0 the loaded one, k the k-th commit's
+        which: usize,
+    },
+    /// `berth rmi [-f]` of one of the case's images: the first (the loaded
+    /// one, tagged `union:case`) or one a commit made.
+    RemoveImage {
+        /// which image: 0 the loaded one, k the k-th commit's
+        which: usize,
+        /// named by its tag (the loaded image while it has it), else by id
+        by_tag: bool,
+        /// `-f`
+        force: bool,
+    },
+    /// `berth image prune [-a]`.
+    Prune {
+        /// `-a`: every image no container uses, not only untagged ones
+        all: bool,
+    },
     /// `berth commit` failing at an injected fault (`commit.after-blob`,
     /// `commit.after-unpack`): the container goes on, the image store is as
     /// it was.
@@ -100,7 +121,11 @@ impl Transition {
             | Transition::SetXattr { path, .. }
             | Transition::RemoveXattr { path, .. } => vec![path],
             Transition::Rename { from, to } => vec![from, to],
-            Transition::Commit | Transition::CommitFault(_) => vec![],
+            Transition::Commit
+            | Transition::CommitFault(_)
+            | Transition::Run { .. }
+            | Transition::RemoveImage { .. }
+            | Transition::Prune { .. } => vec![],
         }
     }
 }
@@ -126,6 +151,10 @@ pub enum Outcome {
     Invalid,
     /// ENODATA (no such extended attribute).
     NoData,
+    /// The image store refused: a container uses the image (Docker's conflict).
+    Conflict,
+    /// No image by that name.
+    NoSuchImage,
     /// The injected fault, and nothing left of the failed operation.
     Fault,
     /// Anything else: never expected.

@@ -425,6 +425,23 @@ pub fn apply(tree: &Tree, layer: &Layer) -> Result<Tree, Refusal> {
     Ok(out)
 }
 
+/// Bytes of file content in a tree, each file once (another name of a file
+/// adds nothing): what the tree's files take, as Docker's SIZE counts a layer.
+pub fn content_bytes(tree: &Tree) -> u64 {
+    tree.values()
+        .map(|n| match n {
+            Node::File { content, .. } => content.len() as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A layer's size: the bytes of the files it holds once unpacked on its own
+/// (a file an entry of the same layer replaced counts no more).
+pub fn layer_size(layer: &Layer) -> Result<u64, Refusal> {
+    apply(&Tree::new(), layer).map(|t| content_bytes(&t))
+}
+
 /// The merged view of layers applied bottom first.
 pub fn merged(layers: &[Layer]) -> Result<Tree, Refusal> {
     layers.iter().try_fold(Tree::new(), |t, l| apply(&t, l))

@@ -24,6 +24,18 @@ impl Container {
         }
     }
 
+    /// The size of the layer a commit makes of the upper directory: the
+    /// bytes of the files in it.
+    pub fn upper_size(&self) -> u64 {
+        self.upper
+            .values()
+            .map(|n| match n {
+                Some(Node::File { content, .. }) => content.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// What the container sees: lower, then the upper's whiteouts, opaque
     /// directories and nodes, as overlayfs merges them.
     pub fn view(&self) -> Tree {

@@ -525,3 +525,21 @@ fn extended_attributes_go_with_their_node() {
     let layer = diff(&c.lower, &c.view());
     assert_eq!(apply(&c.lower, &layer), Ok(c.view()));
 }
+
+#[test]
+fn a_layers_size_counts_what_it_holds_once() {
+    let layer = vec![
+        e("a", file("xyz")),
+        e("a", dir()),
+        e("a/b", file("12")),
+        e("c", Body::Hardlink("a/b".into())),
+        e("a/b", file("9")),
+        e("d", file("4444")),
+        e("f", Body::Hardlink("d".into())),
+    ];
+    assert_eq!(layer_size(&layer), Ok(2 + 1 + 4));
+    let mut c = Container::new(apply(&Tree::new(), &layer).expect("layer"));
+    c.write("d", b"55").expect("write");
+    c.chmod("a/b", 0o600).expect("chmod");
+    assert_eq!(c.upper_size(), 2 + 1, "the files copied up");
+}

@@ -159,6 +159,35 @@ pub fn remove_all(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     }
 }
 
+/// The bytes of regular-file content that removing `name` in `dir` (and what
+/// is below it) frees: a file counts when every one of its names goes with
+/// it. Never follows a symlink.
+pub fn bytes_under(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    // inode → (size, links, names of it met here)
+    let mut files: std::collections::HashMap<u64, (u64, u64, u64)> = Default::default();
+    let mut stack = vec![proc_path(dir, name)];
+    while let Some(p) = stack.pop() {
+        let m = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        } else if m.is_file() {
+            files.entry(m.ino()).or_insert((m.len(), m.nlink(), 0)).2 += 1;
+        }
+    }
+    Ok(files
+        .values()
+        .filter(|(_, links, met)| met >= links)
+        .map(|(size, _, _)| size)
+        .sum())
+}
+
 /// The names in an open directory, sorted (bytes order), without `.` and `..`.
 pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     let fd = nix::fcntl::openat(

@@ -195,17 +195,25 @@ impl LayerStore {
     }
 }
 
-/// Bytes of regular-file content under `dir` (for layers unpacked before any
-/// image recorded their size).
+/// Bytes of regular-file content under `dir`, a file with several names
+/// once (for layers unpacked before any image recorded their size).
 pub fn content_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut total = 0;
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Ok(t) if t.is_file() => {
+                    if let Ok(m) = e.metadata()
+                        && seen.insert(m.ino())
+                    {
+                        total += m.len();
+                    }
+                }
                 _ => {}
             }
         }
@@ -237,5 +245,24 @@ mod tests {
             ino,
             "the directory a mounted container may use is the same one"
         );
+    }
+
+    #[test]
+    fn a_layers_size_is_what_it_holds_once_unpacked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LayerStore::open(dir.path()).expect("store");
+        let mut b = crate::image::build::LayerBuilder::new();
+        // "xyz" is replaced by a directory; "12" keeps one name (c) after a/b
+        // is written anew; a file with two names counts once.
+        b.file("a", b"xyz", 0o644)
+            .dir("a", 0o755)
+            .file("a/b", b"12", 0o644)
+            .hardlink("c", "a/b")
+            .file("a/b", b"9", 0o644)
+            .file("d", b"4444", 0o644)
+            .hardlink("e", "d");
+        let u = store.unpack(None, &b.finish()[..]).expect("unpack");
+        assert_eq!(u.content_size, 2 + 1 + 4);
+        assert_eq!(content_size(&store.path(&u.diff_id)), 2 + 1 + 4);
     }
 }

@@ -43,7 +43,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchown, fchownat, linkat, symlinkat};
 use tar::EntryType;
 
-use super::fsutil::{lset_xattr, open_beneath, remove_all};
+use super::fsutil::{bytes_under, lset_xattr, open_beneath, remove_all};
 use super::{Error, IoContext, OPAQUE_MARKER, OPAQUE_XATTR, Result, WHITEOUT_PREFIX};
 use crate::digest::{Digest, HashReader};
 
@@ -54,7 +54,8 @@ pub struct Unpacked {
     pub diff_id: Digest,
     /// Bytes of the uncompressed stream.
     pub tar_size: u64,
-    /// Bytes of regular-file content written.
+    /// Bytes of regular-file content the layer holds (a file a later entry
+    /// replaced does not count; a file with several names counts once).
     pub content_size: u64,
     /// Entries in the archive.
     pub entries: u64,
@@ -333,11 +334,18 @@ impl Unpacker {
         if old == SFlag::S_IFDIR && new_is_dir {
             return Ok(true);
         }
+        // What an earlier entry wrote there is not the layer's content any more.
+        let gone = bytes_under(pfd, name).map_err(|e| Error::Entry {
+            entry: shown.to_string(),
+            what: "measuring what it replaces",
+            source: e,
+        })?;
         remove_all(pfd, name).map_err(|e| Error::Entry {
             entry: shown.to_string(),
             what: "removing what it replaces",
             source: e,
         })?;
+        self.content_size = self.content_size.saturating_sub(gone);
         self.whited.insert(parent.join(name));
         if old == SFlag::S_IFDIR {
             // The cached parent may have been below what was removed.

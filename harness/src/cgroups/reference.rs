@@ -146,12 +146,16 @@ fn remove(h: &mut Hierarchy, path: &str) -> Result<(), Refusal> {
 pub fn limit_of(l: SetLimit, v2: bool) -> (Limit, u64) {
     match l {
         SetLimit::Memory(b) => (Limit::MemoryMax, b),
+        // OCI's 0: no limit (Docker's meaning; berth writes max on both layouts).
+        SetLimit::Pids(0) => (Limit::PidsMax, u64::MAX),
         SetLimit::Pids(n) => (Limit::PidsMax, n),
         SetLimit::Shares(s) if v2 => (
             Limit::CpuWeight,
             berth_model::cgroups::oci::shares_to_weight(s),
         ),
         SetLimit::Shares(s) => (Limit::CpuWeight, s),
+        // OCI's 0 (v2; v1 writes no quota, as runc): no quota, as runc's v2.
+        SetLimit::Quota(0) => (Limit::CpuQuota, u64::MAX),
         SetLimit::Quota(q) => (Limit::CpuQuota, q),
         SetLimit::Reservation(b) => (Limit::MemoryLow, b),
         SetLimit::Swap { limit, .. } => (Limit::MemoryMax, limit),
@@ -258,6 +262,15 @@ pub fn step(s: &mut CgState, t: &Transition) -> Outcome {
                 _ => h.set(&full(p), Limit::PidsMax, *value),
             },
         },
+        // v1 and a quota of 0: berth writes the period alone (as runc's v1
+        // does), which is the one in force already.
+        Transition::Set(p, SetLimit::Quota(0)) if !v2 => s
+            .layout
+            .for_controller(Controller::Cpu)
+            .and_then(|h| match h.cgroups.contains_key(&full(p)) {
+                true => Ok(()),
+                false => Err(Refusal::NoSuchCgroup(full(p))),
+            }),
         Transition::Set(p, l @ (SetLimit::Cpus(_) | SetLimit::Mems(_))) => {
             let (limit, mask) = limit_of(*l, v2);
             let possible = super::observe::possible(limit);

@@ -31,7 +31,8 @@ fn limit(hugetlb: bool, disk: bool) -> BoxedStrategy<SetLimit> {
         ),
         (
             1,
-            prop::sample::select(vec![10u64, 100, 1000, u64::MAX])
+            // 0: OCI's "no limit" too.
+            prop::sample::select(vec![10u64, 100, 1000, u64::MAX, 0])
                 .prop_map(SetLimit::Pids)
                 .boxed(),
         ),
@@ -43,7 +44,8 @@ fn limit(hugetlb: bool, disk: bool) -> BoxedStrategy<SetLimit> {
         ),
         (
             1,
-            prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000, u64::MAX])
+            // 0: no quota on v2, none written on v1 (runc's meanings).
+            prop::sample::select(vec![20_000u64, 50_000, 100_000, 200_000, u64::MAX, 0])
                 .prop_map(SetLimit::Quota)
                 .boxed(),
         ),

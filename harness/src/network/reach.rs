@@ -26,8 +26,12 @@ use super::strategies::NETWORKS;
 /// The port every container listens on.
 pub const LISTEN_PORT: u16 = 80;
 
-/// The host ports the strategies publish.
-pub const HOST_PORTS: std::ops::Range<u16> = 47100..47103;
+/// The host ports the strategies publish: 47100-47103 asked for (and the
+/// next for a range of two), the ephemeral range's.
+pub const HOST_PORTS: std::ops::Range<u16> = 47100..47105;
+
+/// The ephemeral port range of the case's namespace (ip_local_port_range).
+pub const EPHEMERAL: (u16, u16) = (47103, 47104);
 
 /// How long a connection the model says goes nowhere is waited for.
 pub const DROPPED_AFTER: Duration = Duration::from_millis(250);
@@ -111,6 +115,21 @@ pub fn expected(r: &RefState, probes: &[Probe]) -> Answers {
         .collect()
 }
 
+/// The first source port of the probes from the host.
+const SOURCE_PORTS: u16 = 40000;
+
+/// A TCP connection to `to` within `wait`, from `source` when given.
+fn connect(source: Option<u16>, to: SocketAddrV4, wait: Duration) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    if let Some(port) = source {
+        s.set_reuse_address(true)?;
+        s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+    }
+    s.connect_timeout(&SocketAddr::V4(to).into(), wait)?;
+    Ok(s.into())
+}
+
 /// Closes with a reset rather than a FIN, so that no socket outlives the
 /// probe and keeps a container's namespace alive.
 fn abort_on_close(fd: &impl AsRawFd) {
@@ -188,7 +207,12 @@ pub fn observe(
                         Some(None) => return Err(format!("{p:?}: its container does not run")),
                         Some(Some(pid)) => enter(pid)?,
                     }
-                    let Ok(mut c) = TcpStream::connect_timeout(&SocketAddr::V4(p.to), wait) else {
+                    // From the host, each probe has a source port of its
+                    // own: the case's ephemeral range is two ports (berth's
+                    // to hand out), which the probes would run out of, and a
+                    // probe to a port of it could connect to itself.
+                    let source = pid.is_none().then(|| SOURCE_PORTS + i as u16);
+                    let Ok(mut c) = connect(source, p.to, wait) else {
                         return Ok(None);
                     };
                     abort_on_close(&c);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use berth_model::network::{Mode, Networks, Refusal};
+use berth_model::network::{Mode, Networks, Port, Refusal};
 use proptest::prelude::*;
 use proptest_state_machine::ReferenceStateMachine;
 
@@ -37,6 +37,7 @@ fn outcome(r: Result<(), Refusal>) -> Outcome {
         Err(Refusal::AddressOutsideSubnet(_)) => Outcome::AddressOutside,
         Err(Refusal::AlreadyConnected(..)) => Outcome::AlreadyConnected,
         Err(Refusal::PortInUse(..)) => Outcome::PortInUse,
+        Err(Refusal::NoFreePort(..)) => Outcome::NoFreePort,
         Err(Refusal::BadName(_)) => Outcome::BadName,
         Err(other) => Outcome::Other(format!("model: {other:?}")),
     }
@@ -70,7 +71,7 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
             container,
             network,
             ip,
-            port,
+            publish,
             fault,
         } => {
             // The default network is made by the first run that asks for it
@@ -85,10 +86,24 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
             // Addresses first, then the port (a refused port undoes the run).
             let mut trial = base.clone();
             let mut r = trial.run(container, Mode::Bridge, Some(network), *ip);
-            if r.is_ok()
-                && let Some(p) = port
-            {
-                r = trial.publish(container, *p);
+            if let Some(p) = publish {
+                for i in 0..p.count {
+                    if r.is_err() {
+                        break;
+                    }
+                    let port = Port {
+                        host_ip: p.host_ip,
+                        host_port: p.host_port.map_or(0, |h| h + i),
+                        proto: p.proto,
+                        container_port: 80 + i,
+                    };
+                    let (lo, hi) = super::reach::EPHEMERAL;
+                    r = match p.host_port {
+                        Some(_) => Ok(port),
+                        None => trial.free_host_port(port, lo, hi),
+                    }
+                    .and_then(|port| trial.publish(container, port));
+                }
             }
             if r.is_ok() && fault.is_some() {
                 // A run that fails (after its addresses are recorded, or

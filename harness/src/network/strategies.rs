@@ -6,11 +6,11 @@
 
 use std::net::Ipv4Addr;
 
-use berth_model::network::{Port, Proto, Subnet};
+use berth_model::network::{Proto, Subnet};
 use proptest::prelude::*;
 
 use super::reference::{DEFAULT, RefState};
-use super::transitions::Transition;
+use super::transitions::{Publish, Transition};
 
 /// Network names.
 pub const NETWORKS: [&str; 4] = ["n0", "n1", "n2", "n3"];
@@ -40,17 +40,20 @@ pub fn container(i: usize) -> String {
 /// How many containers the machine uses.
 pub const CONTAINERS: usize = 6;
 
-fn port() -> impl Strategy<Value = Port> {
+/// A `-p`: a host port of a few (the last of them in the ephemeral range)
+/// or none (an ephemeral one), one port or a range of two.
+fn publish() -> impl Strategy<Value = Publish> {
     (
         prop_oneof![Just(Ipv4Addr::UNSPECIFIED), Just(Ipv4Addr::LOCALHOST)],
-        47100u16..47103,
+        prop::option::weighted(0.7, 47100u16..47104),
+        prop_oneof![3 => Just(1u16), 1 => Just(2)],
         prop_oneof![Just(Proto::Tcp), Just(Proto::Udp)],
     )
-        .prop_map(|(host_ip, host_port, proto)| Port {
+        .prop_map(|(host_ip, host_port, count, proto)| Publish {
             host_ip,
             host_port,
+            count,
             proto,
-            container_port: 80,
         })
 }
 
@@ -165,7 +168,7 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
                 (
                     Just(container),
                     ip_on(&st, &network),
-                    prop::option::weighted(0.4, port()),
+                    prop::option::weighted(0.4, publish()),
                     Just(network),
                     prop::option::weighted(
                         0.15,
@@ -173,11 +176,11 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
                     ),
                 )
             })
-            .prop_map(|(container, ip, port, network, fault)| Transition::Run {
+            .prop_map(|(container, ip, publish, network, fault)| Transition::Run {
                 container,
                 network,
                 ip,
-                port,
+                publish,
                 fault,
             });
         arms.push((4, run.boxed()));

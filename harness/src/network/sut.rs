@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use berth::network::{Attach, Error, Networks, PortSpec, Proto};
-use berth_model::network::Port;
 use proptest_state_machine::StateMachineTest;
 
 use super::reference::{NetRef, RefState};
-use super::transitions::{Outcome, Transition};
+use super::transitions::{Outcome, Publish, Transition};
 use super::{assertions, reach};
 
 /// The system under test.
@@ -48,6 +47,7 @@ pub fn outcome(e: &Error) -> Outcome {
         Error::Connected { .. } => Outcome::AlreadyConnected,
         Error::NotConnected { .. } => Outcome::NotConnected,
         Error::PortInUse { .. } => Outcome::PortInUse,
+        Error::NoFreePort { .. } => Outcome::NoFreePort,
         Error::Fault(_) => Outcome::Fault,
         other => Outcome::Other(other.to_string()),
     }
@@ -62,39 +62,49 @@ fn result(r: Result<(), Error>) -> Outcome {
 
 /// `p` as a user types it after `-p`, parsed as the CLI parses it: one of
 /// Docker's spellings, chosen by the port (the host address left out when it
-/// is 0.0.0.0, a one-port range `A-A:B-B`, `/tcp` left out), so that the
-/// machine's ports go through berth's parser too.
-fn spec(p: &Port) -> PortSpec {
-    let ip = if p.host_ip.is_unspecified() && p.host_port.is_multiple_of(2) {
+/// is 0.0.0.0, `HOSTIP::PORT` for an ephemeral port on an address, a
+/// one-port range `A-A:B-B`, `/tcp` left out), so that the machine's ports
+/// go through berth's parser too.
+fn spec(p: &Publish) -> Vec<PortSpec> {
+    let first = p.host_port.unwrap_or(0);
+    let last = |from: u16| from + p.count - 1;
+    let range = |from: u16| {
+        if p.count > 1 || from.is_multiple_of(3) {
+            format!("{from}-{}", last(from))
+        } else {
+            from.to_string()
+        }
+    };
+    let ip = if p.host_ip.is_unspecified() && first.is_multiple_of(2) {
         String::new()
     } else {
         format!("{}:", p.host_ip)
     };
-    let (host, ctr) = if p.host_port.is_multiple_of(3) {
-        (
-            format!("{0}-{0}", p.host_port),
-            format!("{0}-{0}", p.container_port),
-        )
-    } else {
-        (p.host_port.to_string(), p.container_port.to_string())
+    let text = match p.host_port {
+        Some(h) => format!("{ip}{}:{}", range(h), range(80)),
+        // "80" alone, or "ADDR::80"
+        None if ip.is_empty() => range(80),
+        None => format!("{ip}:{}", range(80)),
     };
     let proto = match p.proto {
-        berth_model::network::Proto::Tcp if p.host_port % 2 == 1 => "",
+        berth_model::network::Proto::Tcp if first % 2 == 1 => "",
         berth_model::network::Proto::Tcp => "/tcp",
         berth_model::network::Proto::Udp => "/udp",
     };
-    let text = format!("{ip}{host}:{ctr}{proto}");
+    let text = format!("{text}{proto}");
     let parsed = PortSpec::parse(&text).unwrap_or_else(|e| panic!("-p {text}: {e}"));
-    let want = PortSpec {
-        host_ip: p.host_ip,
-        host_port: p.host_port,
-        container_port: p.container_port,
-        proto: match p.proto {
-            berth_model::network::Proto::Tcp => Proto::Tcp,
-            berth_model::network::Proto::Udp => Proto::Udp,
-        },
-    };
-    assert_eq!(parsed, vec![want], "-p {text} as berth parses it");
+    let want: Vec<PortSpec> = (0..p.count)
+        .map(|i| PortSpec {
+            host_ip: p.host_ip,
+            host_port: p.host_port.map_or(0, |h| h + i),
+            container_port: 80 + i,
+            proto: match p.proto {
+                berth_model::network::Proto::Tcp => Proto::Tcp,
+                berth_model::network::Proto::Udp => Proto::Udp,
+            },
+        })
+        .collect();
+    assert_eq!(parsed, want, "-p {text} as berth parses it");
     want
 }
 
@@ -119,6 +129,14 @@ impl Sut {
             .status()
             .expect("ip");
         assert!(lan.success(), "ip addr add {a}/{p} dev lo failed");
+        // A small ephemeral range (this thread's namespace's), which the
+        // ports asked for overlap: the first free one is picked, and runs out.
+        let (lo, hi) = super::reach::EPHEMERAL;
+        std::fs::write(
+            "/proc/sys/net/ipv4/ip_local_port_range",
+            format!("{lo} {hi}"),
+        )
+        .expect("the case namespace's ip_local_port_range");
         let dir = tempfile::tempdir().expect("temporary data root");
         let nets = Networks::open(dir.path(), None).expect("the network store");
         Sut {
@@ -227,13 +245,13 @@ impl Sut {
                 container,
                 network,
                 ip,
-                port,
+                publish,
                 fault,
             } => {
                 let pid = self.spawn(container);
                 let hosts = self.hosts_file(container);
                 let nets = [network.clone()];
-                let ports: Vec<PortSpec> = port.iter().map(spec).collect();
+                let ports: Vec<PortSpec> = publish.iter().flat_map(spec).collect();
                 let a = Self::attach(container, &nets, *ip, &ports, &hosts);
                 berth::fault::arm(*fault);
                 let r = self

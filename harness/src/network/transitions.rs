@@ -2,7 +2,22 @@
 
 use std::net::Ipv4Addr;
 
-use berth_model::network::{Port, Subnet};
+use berth_model::network::{Proto, Subnet};
+
+/// One `-p` of a run: `[HOSTIP:][HOSTPORT:]80[-CEND][/PROTO]`, a range of
+/// `count` ports from the container's 80 (and from `host_port`, when one is
+/// given; else each gets the first free port of the ephemeral range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish {
+    /// The host address (0.0.0.0: all).
+    pub host_ip: Ipv4Addr,
+    /// The first host port; none: ephemeral ones.
+    pub host_port: Option<u16>,
+    /// How many ports (a range when more than one).
+    pub count: u16,
+    /// tcp or udp.
+    pub proto: Proto,
+}
 
 /// One step of the bridge/IP machine.
 #[derive(Debug, Clone)]
@@ -30,7 +45,7 @@ pub enum Transition {
         /// `--ip`
         ip: Option<Ipv4Addr>,
         /// `-p`
-        port: Option<Port>,
+        publish: Option<Publish>,
         /// A fault injected at this step of the run ([`berth::fault`]): the
         /// run fails and must leave nothing.
         fault: Option<&'static str>,
@@ -94,6 +109,8 @@ pub enum Outcome {
     NotConnected,
     /// The host port is published already.
     PortInUse,
+    /// No port of the ephemeral range is free.
+    NoFreePort,
     /// The injected fault (and nothing left of the failed run).
     Fault,
     /// Anything else (the runtime's message): never expected.

@@ -15,7 +15,8 @@
 //!   (loopback only), `container:<other>` (the other container's namespace; the
 //!   other must exist).
 //! - Published ports are unique per (host address, port, protocol); 0.0.0.0
-//!   conflicts with every address. A network with endpoints cannot be removed.
+//!   conflicts with every address. A port asked for without a host port is
+//!   the first of the ephemeral range that is free. A network with endpoints cannot be removed.
 //! - [`Networks::kernel`] says what must exist in the
 //!   kernel for a state: links, addresses, routes and NAT rules, as data.
 
@@ -94,6 +95,8 @@ pub enum Refusal {
     NotBridgeMode(String),
     /// The host address, port and protocol are published already.
     PortInUse(Ipv4Addr, u16, Proto),
+    /// No port of the ephemeral range is free for the address and protocol.
+    NoFreePort(Ipv4Addr, Proto),
     /// Not a name Docker takes: a letter or digit first, then letters,
     /// digits, `_`, `.` and `-`.
     BadName(String),

@@ -177,13 +177,9 @@ impl Networks {
         Ok(())
     }
 
-    /// `-p host_ip:host_port:container_port/proto` for a running container.
-    pub fn publish(&mut self, container: &str, port: Port) -> Result<(), Refusal> {
-        if !self.containers.contains_key(container) {
-            return Err(Refusal::NoSuchContainer(container.into()));
-        }
-        let clash = self
-            .containers
+    /// Whether `port`'s host address, port and protocol are published.
+    fn published(&self, port: &Port) -> bool {
+        self.containers
             .values()
             .flat_map(|(_, ports)| ports.iter())
             .any(|(p, _)| {
@@ -192,8 +188,28 @@ impl Networks {
                     && (p.host_ip == port.host_ip
                         || p.host_ip.is_unspecified()
                         || port.host_ip.is_unspecified())
-            });
-        if clash {
+            })
+    }
+
+    /// `-p [host_ip::]container_port/proto`: the first port of the ephemeral
+    /// range `lo..=hi` that is not published (on the host address or
+    /// 0.0.0.0), as Docker's allocator hands them out in order.
+    pub fn free_host_port(&self, mut port: Port, lo: u16, hi: u16) -> Result<Port, Refusal> {
+        for p in lo..=hi {
+            port.host_port = p;
+            if !self.published(&port) {
+                return Ok(port);
+            }
+        }
+        Err(Refusal::NoFreePort(port.host_ip, port.proto))
+    }
+
+    /// `-p host_ip:host_port:container_port/proto` for a running container.
+    pub fn publish(&mut self, container: &str, port: Port) -> Result<(), Refusal> {
+        if !self.containers.contains_key(container) {
+            return Err(Refusal::NoSuchContainer(container.into()));
+        }
+        if self.published(&port) {
             return Err(Refusal::PortInUse(port.host_ip, port.host_port, port.proto));
         }
         let (_, ports) = self.containers.get_mut(container).expect("checked");

@@ -395,3 +395,35 @@ fn unknown_networks_and_reused_container_names_are_refused() {
         Err(Refusal::ContainerExists("a".into()))
     );
 }
+
+#[test]
+fn an_ephemeral_port_is_the_first_free_one_of_the_range() {
+    let mut n = small();
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run");
+    n.publish("a", p("0.0.0.0", 9001)).expect("publish");
+    // 0.0.0.0 takes every address: 9001 is skipped for 127.0.0.1 too.
+    assert_eq!(
+        n.free_host_port(p("127.0.0.1", 0), 9001, 9003)
+            .map(|q| q.host_port),
+        Ok(9002)
+    );
+    n.publish("a", p("127.0.0.1", 9002)).expect("publish");
+    assert_eq!(
+        n.free_host_port(p("0.0.0.0", 0), 9001, 9003)
+            .map(|q| q.host_port),
+        Ok(9003)
+    );
+    n.publish("a", p("0.0.0.0", 9003)).expect("publish");
+    assert_eq!(
+        n.free_host_port(p("127.0.0.1", 0), 9001, 9003),
+        Err(Refusal::NoFreePort(ip("127.0.0.1"), Proto::Tcp))
+    );
+    let udp = Port {
+        proto: Proto::Udp,
+        ..p("127.0.0.1", 0)
+    };
+    assert_eq!(
+        n.free_host_port(udp, 9001, 9003).map(|q| q.host_port),
+        Ok(9001)
+    );
+}

@@ -108,6 +108,16 @@ pub enum Error {
         /// by whom, when known
         by: String,
     },
+    /// No port of the ephemeral range is free.
+    #[error("no free host port for {host_ip}/{proto} in the ephemeral range {}-{}", range.0, range.1)]
+    NoFreePort {
+        /// the host address
+        host_ip: Ipv4Addr,
+        /// tcp or udp
+        proto: Proto,
+        /// the range (ip_local_port_range)
+        range: (u16, u16),
+    },
     /// The container is on that network already.
     #[error("container {container} is already connected to network {network}")]
     Connected {

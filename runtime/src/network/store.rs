@@ -592,24 +592,19 @@ impl Networks {
             })
         };
         if p.host_port == 0 {
-            for _ in 0..64 {
-                let port = bind_probe(p.host_ip, 0, p.proto).map_err(|e| {
-                    Error::Invalid(
-                        "--publish".into(),
-                        format!("no ephemeral port on {}: {e}", p.host_ip),
-                    )
-                })?;
-                if published(port).is_none() {
-                    return Ok(PortSpec {
-                        host_port: port,
-                        ..p
-                    });
-                }
-            }
-            return Err(Error::Invalid(
-                "--publish".into(),
-                "no free ephemeral port".into(),
-            ));
+            // The first port of the kernel's ephemeral range that no
+            // container publishes and no process has bound: the same request
+            // gets the same port, as Docker's allocator gives them in order.
+            let (lo, hi) = local_port_range();
+            return (lo..=hi)
+                .filter(|port| published(*port).is_none())
+                .find(|port| bind_probe(p.host_ip, *port, p.proto).is_ok())
+                .map(|host_port| PortSpec { host_port, ..p })
+                .ok_or(Error::NoFreePort {
+                    host_ip: p.host_ip,
+                    proto: p.proto,
+                    range: (lo, hi),
+                });
         }
         if let Some(q) = published(p.host_port) {
             return Err(Error::PortInUse {
@@ -632,6 +627,20 @@ impl Networks {
         }
         Ok(p)
     }
+}
+
+/// The kernel's ephemeral port range (of the calling thread's network
+/// namespace: /proc/sys/net follows the thread that opens it); the kernel's
+/// default when it cannot be read.
+fn local_port_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|v| v.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi)
+        .unwrap_or((32768, 60999))
 }
 
 /// Binds (and lets go of) `ip:port`; the port the kernel gave.

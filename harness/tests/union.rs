@@ -1,8 +1,8 @@
 //! The union machine on random images and sequences of file operations and
 //! commits (root: overlay mounts; each case in a mount namespace of its own).
 //!
-//! - `BERTH_HARNESS_CASES`: the number of cases (default 64, on the host and
-//!   in a VM: ~13 s there).
+//! - `BERTH_HARNESS_CASES`: the number of cases (default 128, on the host and
+//!   in a VM).
 //! - A failure is shrunk, printed, and its seed saved in
 //!   harness/proptest-regressions/union.txt, which is run first from then on.
 //! - `BERTH_HARNESS_REPLAY`: a regressions file, or seeds (`,`-separated).
@@ -14,7 +14,7 @@ fn union_machine() {
     berth_harness::run_machine::<UnionRef, UnionMachine>(
         "union",
         cfg!(feature = "broken-commit-drops-whiteout"),
-        (64, 64),
+        (128, 128),
         1..24,
     );
 }

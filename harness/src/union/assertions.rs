@@ -137,6 +137,28 @@ pub fn state(sut: &Sut, r: &UnionState) {
         }
         Err(e) => problems.push(format!("berth diff: {e}")),
     }
+    // berth export: the container's root as a tar, with its counts.
+    match berth::layers::changes::export(&sut.snapshot, Vec::new()) {
+        Ok((tar, written)) => match observe::read_export(&tar) {
+            Ok((nodes, entries, bytes)) => {
+                problems.extend(map_diff("berth export", &want_root, &nodes));
+                if (written.entries, written.content) != (entries, bytes) {
+                    problems.push(format!(
+                        "berth export counted {} entries and {} bytes; the archive has {entries} and {bytes}",
+                        written.entries, written.content
+                    ));
+                }
+                let want_bytes = berth_model::union::content_bytes(&view);
+                if bytes != want_bytes {
+                    problems.push(format!(
+                        "berth export holds {bytes} bytes of files; the model's root has {want_bytes}"
+                    ));
+                }
+            }
+            Err(e) => problems.push(e),
+        },
+        Err(e) => problems.push(format!("berth export: {e}")),
+    }
     problems.extend(store(sut, r));
     let mounts: BTreeSet<String> = observe::mounts_under(sut.root()).into_iter().collect();
     let want_mounts: BTreeSet<String> = [sut.rootfs().display().to_string()].into();

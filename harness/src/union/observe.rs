@@ -224,6 +224,82 @@ pub fn walk(root: &Path) -> Result<Walked, String> {
     Ok(out)
 }
 
+/// `berth export`'s archive read back: path → what it holds (an entry that
+/// is another name of a file is that file), the number of entries (PAX
+/// records not counted) and the bytes of file content in it.
+pub fn read_export(tar: &[u8]) -> Result<(BTreeMap<String, Seen>, u64, u64), String> {
+    let mut a = tar::Archive::new(tar);
+    let mut nodes = BTreeMap::new();
+    let (mut entries, mut bytes) = (0, 0);
+    for e in a
+        .entries()
+        .map_err(|e| format!("reading the export: {e}"))?
+    {
+        let mut e = e.map_err(|e| format!("an entry of the export: {e}"))?;
+        let path = e
+            .path()
+            .map_err(|e| format!("an entry's name: {e}"))?
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        let h = e.header().clone();
+        let mode = h.mode().map_err(|e| format!("{path}: mode: {e}"))? & 0o7777;
+        let mut x = Attrs::new();
+        if let Some(pax) = e
+            .pax_extensions()
+            .map_err(|e| format!("{path}: PAX: {e}"))?
+        {
+            for ext in pax {
+                let ext = ext.map_err(|e| format!("{path}: PAX: {e}"))?;
+                if let Some(k) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    x.insert(k.to_string(), ext.value_bytes().to_vec());
+                }
+            }
+        }
+        entries += 1;
+        let dev = |h: &tar::Header| -> (u32, u32) {
+            (
+                h.device_major().ok().flatten().unwrap_or(0),
+                h.device_minor().ok().flatten().unwrap_or(0),
+            )
+        };
+        let link = || -> String {
+            e.link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .unwrap_or_default()
+        };
+        let seen = match h.entry_type() {
+            tar::EntryType::Directory => Seen::Dir(mode, x),
+            tar::EntryType::Symlink => Seen::Symlink(link()),
+            tar::EntryType::Char => {
+                let (ma, mi) = dev(&h);
+                Seen::Device('c', ma, mi)
+            }
+            tar::EntryType::Block => {
+                let (ma, mi) = dev(&h);
+                Seen::Device('b', ma, mi)
+            }
+            tar::EntryType::Link => match nodes.get(link().as_str()) {
+                Some(first) => Clone::clone(first),
+                None => Seen::Symlink(format!(
+                    "<a link to {}, not in the archive before it>",
+                    link()
+                )),
+            },
+            tar::EntryType::Regular => {
+                let mut content = Vec::new();
+                e.read_to_end(&mut content)
+                    .map_err(|e| format!("{path}: reading: {e}"))?;
+                bytes += content.len() as u64;
+                Seen::File(mode, shown(&content), x)
+            }
+            other => Seen::Other(u32::from(other.as_byte())),
+        };
+        nodes.insert(path, seen);
+    }
+    Ok((nodes, entries, bytes))
+}
+
 /// The mount points at or under `dir`, as this thread's mount namespace has them.
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let text = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();

@@ -44,8 +44,13 @@ fn dir_mode() -> impl Strategy<Value = u32> {
 /// the machine runs on (the VMs' tmpfs takes no user ones before 6.6).
 const XATTRS: [&str; 2] = ["trusted.a", "trusted.b"];
 
+/// Values: empty, short, and one longer than the first buffer berth reads
+/// them into.
 fn xattr_value() -> impl Strategy<Value = Vec<u8>> {
-    prop::sample::select(vec!["", "1", "xyz"]).prop_map(|s| s.as_bytes().to_vec())
+    prop_oneof![
+        3 => prop::sample::select(vec!["", "1", "xyz"]).prop_map(|s| s.as_bytes().to_vec()),
+        1 => Just(vec![b'v'; 300]),
+    ]
 }
 
 /// Mostly none; else one or two.

@@ -30,12 +30,28 @@ fn seen(tree: &Tree, path: &str, n: &Node) -> Seen {
             content,
             mode,
             xattrs,
-        } => Seen::File(*mode, shown(content), xattrs.clone()),
-        Node::Dir { mode, xattrs } => Seen::Dir(*mode, xattrs.clone()),
+            mtime,
+        } => Seen::File(*mode, shown(content), xattrs.clone(), *mtime),
+        Node::Dir {
+            mode,
+            xattrs,
+            mtime,
+        } => Seen::Dir(*mode, xattrs.clone(), *mtime),
         Node::Symlink(t) => Seen::Symlink(t.clone()),
         Node::Device(k, ma, mi) => Seen::Device(*k, *ma, *mi),
         Node::Hardlink(first) => Seen::Symlink(format!("<a link to {first}, which is gone>")),
     }
+}
+
+/// `got` without the times `want` does not know (the model leaves the
+/// times of what a container changed to the kernel).
+fn masked(want: &BTreeMap<String, Seen>, got: BTreeMap<String, Seen>) -> BTreeMap<String, Seen> {
+    got.into_iter()
+        .map(|(p, s)| match want.get(&p) {
+            Some(w) if w.time().is_none() => (p, s.untimed()),
+            _ => (p, s),
+        })
+        .collect()
 }
 
 /// One line per path where the two maps differ.
@@ -111,12 +127,20 @@ pub fn state(sut: &Sut, r: &UnionState) {
         .collect();
     let mut problems = Vec::new();
     match observe::walk(&sut.rootfs()) {
-        Ok(got) => problems.extend(map_diff("the container's root", &want_root, &got.nodes)),
+        Ok(got) => problems.extend(map_diff(
+            "the container's root",
+            &want_root,
+            &masked(&want_root, got.nodes),
+        )),
         Err(e) => problems.push(format!("walking the container's root: {e}")),
     }
     match observe::walk(&sut.snapshot.upper()) {
         Ok(got) => {
-            problems.extend(map_diff("the upper layer", &want_upper, &got.nodes));
+            problems.extend(map_diff(
+                "the upper layer",
+                &want_upper,
+                &masked(&want_upper, got.nodes),
+            ));
             problems.extend(crate::diff(
                 "opaque directories of the upper layer",
                 &c.opaque,
@@ -141,7 +165,12 @@ pub fn state(sut: &Sut, r: &UnionState) {
     match berth::layers::changes::export(&sut.snapshot, Vec::new()) {
         Ok((tar, written)) => match observe::read_export(&tar) {
             Ok((nodes, entries, bytes)) => {
-                problems.extend(map_diff("berth export", &want_root, &nodes));
+                // A tar header holds whole seconds.
+                let want: BTreeMap<String, Seen> = want_root
+                    .iter()
+                    .map(|(p, s)| (p.clone(), s.clone().in_seconds()))
+                    .collect();
+                problems.extend(map_diff("berth export", &want, &masked(&want, nodes)));
                 if (written.entries, written.content) != (entries, bytes) {
                     problems.push(format!(
                         "berth export counted {} entries and {} bytes; the archive has {entries} and {bytes}",

@@ -17,13 +17,19 @@ use nix::sys::stat::{Mode, SFlag, fstatat, major, minor};
 /// (`trusted.overlay.*`, its bookkeeping in an upper directory).
 pub type Attrs = BTreeMap<String, Vec<u8>>;
 
+/// A modification time (seconds, nanoseconds); `None` where the model does
+/// not know it (the observation is then masked).
+pub type Time = Option<(i64, u32)>;
+
 /// What is at a path.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Seen {
-    /// A regular file: its permission bits, content and extended attributes.
-    File(u32, String, Attrs),
-    /// A directory: its permission bits and extended attributes.
-    Dir(u32, Attrs),
+    /// A regular file: its permission bits, content, extended attributes
+    /// and modification time.
+    File(u32, String, Attrs, Time),
+    /// A directory: its permission bits, extended attributes and
+    /// modification time.
+    Dir(u32, Attrs, Time),
     /// A symlink and its target.
     Symlink(String),
     /// A device: kind ('c'/'b'), major, minor.
@@ -37,12 +43,48 @@ pub enum Seen {
 impl std::fmt::Debug for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Seen::File(mode, content, x) => write!(f, "file {mode:04o} {content:?}{}", attrs(x)),
-            Seen::Dir(mode, x) => write!(f, "dir {mode:04o}{}", attrs(x)),
+            Seen::File(mode, content, x, t) => {
+                write!(f, "file {mode:04o} {content:?}{}{}", attrs(x), time(t))
+            }
+            Seen::Dir(mode, x, t) => write!(f, "dir {mode:04o}{}{}", attrs(x), time(t)),
             Seen::Symlink(t) => write!(f, "symlink -> {t:?}"),
             Seen::Device(k, ma, mi) => write!(f, "device {k} {ma}:{mi}"),
             Seen::Whiteout => write!(f, "whiteout"),
             Seen::Other(mode) => write!(f, "st_mode {mode:o}"),
+        }
+    }
+}
+
+/// A time as the diffs show it (nothing when it is not compared).
+fn time(t: &Time) -> String {
+    t.map_or(String::new(), |(s, ns)| format!(" mtime {s}.{ns:09}"))
+}
+
+impl Seen {
+    /// Without its time (where the model does not know it).
+    pub fn untimed(self) -> Seen {
+        match self {
+            Seen::File(m, c, x, _) => Seen::File(m, c, x, None),
+            Seen::Dir(m, x, _) => Seen::Dir(m, x, None),
+            other => other,
+        }
+    }
+
+    /// Its time in whole seconds (as a tar header holds it).
+    pub fn in_seconds(self) -> Seen {
+        let secs = |t: Time| t.map(|(s, _)| (s, 0));
+        match self {
+            Seen::File(m, c, x, t) => Seen::File(m, c, x, secs(t)),
+            Seen::Dir(m, x, t) => Seen::Dir(m, x, secs(t)),
+            other => other,
+        }
+    }
+
+    /// Its time.
+    pub fn time(&self) -> Time {
+        match self {
+            Seen::File(.., t) | Seen::Dir(.., t) => *t,
+            _ => None,
         }
     }
 }
@@ -174,6 +216,7 @@ fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Re
             Err(e) => return Err(format!("stat {path:?}: {e}")),
         };
         let perm = st.st_mode & 0o7777;
+        let t = Some((st.st_mtime, st.st_mtime_nsec as u32));
         let seen = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
             SFlag::S_IFREG => {
                 let fd = opened(dir, &name, OFlag::O_RDONLY)
@@ -183,7 +226,7 @@ fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Re
                 std::fs::File::from(fd)
                     .read_to_end(&mut content)
                     .map_err(|e| format!("reading {path:?}: {e}"))?;
-                Seen::File(perm, shown(&content), x)
+                Seen::File(perm, shown(&content), x, t)
             }
             SFlag::S_IFDIR => {
                 let sub = opened(dir, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -193,7 +236,7 @@ fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Re
                 }
                 let x = xattrs_of(sub.as_fd()).map_err(|e| format!("{path:?}: {e}"))?;
                 walk_dir(sub.as_fd(), host, &path, out)?;
-                Seen::Dir(perm, x)
+                Seen::Dir(perm, x, t)
             }
             SFlag::S_IFLNK => Seen::Symlink(
                 readlinkat(dir, name.as_os_str())
@@ -244,6 +287,10 @@ pub fn read_export(tar: &[u8]) -> Result<(BTreeMap<String, Seen>, u64, u64), Str
             .to_string();
         let h = e.header().clone();
         let mode = h.mode().map_err(|e| format!("{path}: mode: {e}"))? & 0o7777;
+        let t = Some((
+            h.mtime().map_err(|e| format!("{path}: mtime: {e}"))? as i64,
+            0,
+        ));
         let mut x = Attrs::new();
         if let Some(pax) = e
             .pax_extensions()
@@ -269,7 +316,7 @@ pub fn read_export(tar: &[u8]) -> Result<(BTreeMap<String, Seen>, u64, u64), Str
                 .unwrap_or_default()
         };
         let seen = match h.entry_type() {
-            tar::EntryType::Directory => Seen::Dir(mode, x),
+            tar::EntryType::Directory => Seen::Dir(mode, x, t),
             tar::EntryType::Symlink => Seen::Symlink(link()),
             tar::EntryType::Char => {
                 let (ma, mi) = dev(&h);
@@ -291,7 +338,7 @@ pub fn read_export(tar: &[u8]) -> Result<(BTreeMap<String, Seen>, u64, u64), Str
                 e.read_to_end(&mut content)
                     .map_err(|e| format!("{path}: reading: {e}"))?;
                 bytes += content.len() as u64;
-                Seen::File(mode, shown(&content), x)
+                Seen::File(mode, shown(&content), x, t)
             }
             other => Seen::Other(u32::from(other.as_byte())),
         };

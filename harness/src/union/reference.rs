@@ -101,7 +101,7 @@ pub fn step(s: &mut UnionState, t: &Transition) -> Outcome {
             // in its upper layer.
             let mut layer_sizes = s.images[s.current].layer_sizes.clone();
             layer_sizes.push(c.upper_size());
-            let tree = c.view();
+            let tree = c.committed();
             *c = Container::new(tree.clone());
             s.commits += 1;
             s.images.push(Image {

@@ -4,7 +4,7 @@
 //! image as it is drawn, so every image is one both sides must accept (hostile
 //! layers are the image tests' business, runtime/tests/images.rs).
 
-use berth_model::union::{Body, Entry, Layer, Node, Tree, Xattrs, apply};
+use berth_model::union::{Body, Entry, Layer, Mtime, Node, Tree, Xattrs, apply};
 use proptest::prelude::*;
 
 use super::reference::UnionState;
@@ -65,6 +65,16 @@ fn xattrs() -> impl Strategy<Value = Xattrs> {
     ]
 }
 
+/// An entry's time: whole seconds (two), or with a fraction (a PAX record).
+fn mtime() -> impl Strategy<Value = Mtime> {
+    prop::sample::select(vec![
+        (1_700_000_000i64, 0u32),
+        (1_600_000_000, 0),
+        (1_650_000_000, 250_000_000),
+    ])
+    .prop_map(Some)
+}
+
 fn target() -> impl Strategy<Value = String> {
     prop::sample::select(vec!["a", "../b", "/c", "a/b", "/etc/passwd"]).prop_map(str::to_string)
 }
@@ -75,11 +85,13 @@ fn entry() -> impl Strategy<Value = Entry> {
         body: Body::Node(n),
     };
     prop_oneof![
-        2 => (path(), dir_mode(), xattrs())
-            .prop_map(move |(p, mode, xattrs)| node(p, Node::Dir { mode, xattrs })),
-        4 => (path(), content(), file_mode(), xattrs()).prop_map(move |(p, content, mode, xattrs)| {
-            node(p, Node::File { content, mode, xattrs })
-        }),
+        2 => (path(), dir_mode(), xattrs(), mtime())
+            .prop_map(move |(p, mode, xattrs, mtime)| node(p, Node::Dir { mode, xattrs, mtime })),
+        4 => (path(), content(), file_mode(), xattrs(), mtime()).prop_map(
+            move |(p, content, mode, xattrs, mtime)| {
+                node(p, Node::File { content, mode, xattrs, mtime })
+            }
+        ),
         1 => (path(), target()).prop_map(move |(p, t)| node(p, Node::Symlink(t))),
         1 => path().prop_map(move |p| node(p, Node::Device('c', 1, 3))),
         1 => (path(), path()).prop_map(|(p, t)| Entry { name: p, body: Body::Hardlink(t) }),

@@ -20,7 +20,7 @@ use berth::image::store::ImageStore;
 use berth::layers::overlay::Overlay;
 use berth::layers::snapshot::Snapshot;
 use berth::layers::store::Compression;
-use berth_model::union::{Body, Layer, Node, Xattrs};
+use berth_model::union::{Body, Layer, Mtime, Node, Xattrs};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat, openat2, renameat};
 use nix::sys::stat::{FchmodatFlags, Mode, fchmodat, mkdirat};
@@ -73,26 +73,64 @@ pub struct Sut {
     pub step: Option<Transition>,
 }
 
-fn pairs(x: &Xattrs) -> Vec<(&str, &[u8])> {
-    x.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect()
+/// The PAX records of a node: its extended attributes, and its time when
+/// it has a fraction of a second (a tar header holds whole seconds).
+fn pax(xattrs: &Xattrs, mtime: Mtime) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = xattrs
+        .iter()
+        .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.clone()))
+        .collect();
+    if let Some((s, ns)) = mtime.filter(|(_, ns)| *ns != 0) {
+        out.push(("mtime".into(), format!("{s}.{ns:09}").into_bytes()));
+    }
+    out
 }
 
-/// The model's layer as a tar, entry by entry.
+/// The model's layer as a tar, entry by entry; each entry's header has its
+/// node's time (a link's, its file's, as tar writes one inode's), the others
+/// the builder's default.
 pub fn layer_tar(layer: &Layer) -> Vec<u8> {
+    const DEFAULT: u64 = 1_700_000_000;
     let mut b = LayerBuilder::new();
+    let mut times: std::collections::BTreeMap<&str, u64> = Default::default();
     for e in layer {
+        let mtime = match &e.body {
+            Body::Node(n) => n.mtime(),
+            _ => None,
+        };
+        let secs = mtime.map_or(DEFAULT, |(s, _)| s.max(0) as u64);
+        b.mtime(secs);
         match &e.body {
             Body::Node(Node::File {
                 content,
                 mode,
                 xattrs,
-            }) => b.file_xattrs(&e.name, content, *mode, &pairs(xattrs)),
-            Body::Node(Node::Dir { mode, xattrs }) => b.dir_xattrs(&e.name, *mode, &pairs(xattrs)),
+                ..
+            }) => {
+                times.insert(e.name.trim_start_matches("./"), secs);
+                let records = pax(xattrs, mtime);
+                let r: Vec<(&str, &[u8])> = records
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()))
+                    .collect();
+                b.pax(&r).file(&e.name, content, *mode)
+            }
+            Body::Node(Node::Dir { mode, xattrs, .. }) => {
+                let records = pax(xattrs, mtime);
+                let r: Vec<(&str, &[u8])> = records
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()))
+                    .collect();
+                b.pax(&r).dir(&e.name, *mode)
+            }
             Body::Node(Node::Symlink(t)) => b.symlink(&e.name, t),
             Body::Node(Node::Device(kind, major, minor)) => {
                 b.device(&e.name, *kind == 'b', *major, *minor, 0o644)
             }
-            Body::Node(Node::Hardlink(t)) | Body::Hardlink(t) => b.hardlink(&e.name, t),
+            Body::Node(Node::Hardlink(t)) | Body::Hardlink(t) => {
+                let t_secs = times.get(t.trim_start_matches("./")).copied();
+                b.mtime(t_secs.unwrap_or(DEFAULT)).hardlink(&e.name, t)
+            }
         };
     }
     b.finish()

@@ -26,6 +26,15 @@
 //!   extraction does, while over a lower layer's directory it shows only its
 //!   own (overlayfs shows the topmost layer's directory). A directory a layer
 //!   only implies has none. Copy-up keeps them; commit writes them.
+//! - Files and directories have a modification time: an image's are its
+//!   entries' (a directory's set once the layer is unpacked, so what the layer
+//!   put in it does not change it; a directory a layer only implies has the
+//!   time it was unpacked at, which the model does not know). In a container,
+//!   copy-up keeps them (a copied-up parent's too); writing a file, and making,
+//!   removing or renaming a name in a directory, gives the time of the change
+//!   (unknown to the model); chmod and extended attributes do not. Commit
+//!   writes what the upper layer holds with its times in whole seconds (a tar
+//!   header's).
 //! - overlayfs stores a deletion in the upper directory as a 0/0 character
 //!   device and an opaque directory with an xattr; the merged view of lower
 //!   layers plus an upper is what applying them in order gives.
@@ -46,6 +55,10 @@ pub use ops::Container;
 /// Extended attributes: name → value.
 pub type Xattrs = BTreeMap<String, Vec<u8>>;
 
+/// A modification time (seconds, nanoseconds); `None`: one the model does not
+/// know (the time a container or an unpack made the change).
+pub type Mtime = Option<(i64, u32)>;
+
 /// A node of a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -57,6 +70,8 @@ pub enum Node {
         mode: u32,
         /// Its extended attributes.
         xattrs: Xattrs,
+        /// Its modification time.
+        mtime: Mtime,
     },
     /// A directory.
     Dir {
@@ -64,6 +79,8 @@ pub enum Node {
         mode: u32,
         /// Its extended attributes.
         xattrs: Xattrs,
+        /// Its modification time.
+        mtime: Mtime,
     },
     /// A symbolic link.
     Symlink(String),
@@ -74,21 +91,39 @@ pub enum Node {
 }
 
 impl Node {
-    /// A file without extended attributes.
+    /// A file without extended attributes, its time not known.
     pub fn file(content: impl Into<Vec<u8>>, mode: u32) -> Node {
         Node::File {
             content: content.into(),
             mode,
             xattrs: Xattrs::new(),
+            mtime: None,
         }
     }
 
-    /// A directory without extended attributes.
+    /// A directory without extended attributes, its time not known.
     pub fn dir(mode: u32) -> Node {
         Node::Dir {
             mode,
             xattrs: Xattrs::new(),
+            mtime: None,
         }
+    }
+
+    /// Its modification time (a symlink's and a device's are not modelled).
+    pub fn mtime(&self) -> Mtime {
+        match self {
+            Node::File { mtime, .. } | Node::Dir { mtime, .. } => *mtime,
+            _ => None,
+        }
+    }
+
+    /// The node with its modification time set (for a file or directory).
+    pub fn with_mtime(mut self, t: Mtime) -> Node {
+        if let Node::File { mtime, .. } | Node::Dir { mtime, .. } = &mut self {
+            *mtime = t;
+        }
+        self
     }
 
     /// Its extended attributes (a symlink, a device or a link name has none

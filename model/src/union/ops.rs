@@ -145,16 +145,23 @@ impl Container {
     pub fn write(&mut self, path: &str, content: &[u8]) -> Result<(), Refusal> {
         let view = self.view();
         self.need_parent_dir(&view, path)?;
-        let node = match resolve(&view, path) {
+        let (node, new) = match resolve(&view, path) {
             Some(Node::Dir { .. }) => return Err(Refusal::IsADirectory(path.into())),
-            Some(Node::File { mode, xattrs, .. }) => Node::File {
-                content: content.to_vec(),
-                mode: *mode,
-                xattrs: xattrs.clone(),
-            },
-            _ => Node::file(content, 0o644),
+            Some(Node::File { mode, xattrs, .. }) => (
+                Node::File {
+                    content: content.to_vec(),
+                    mode: *mode,
+                    xattrs: xattrs.clone(),
+                    mtime: None,
+                },
+                false,
+            ),
+            _ => (Node::file(content, 0o644), true),
         };
         self.put(&view, path, node);
+        if new {
+            self.changed_dir(path);
+        }
         Ok(())
     }
 
@@ -167,6 +174,7 @@ impl Container {
                 content,
                 mode,
                 xattrs,
+                ..
             }) => {
                 let mut c = content.clone();
                 c.extend_from_slice(more);
@@ -174,6 +182,7 @@ impl Container {
                     content: c,
                     mode: *mode,
                     xattrs: xattrs.clone(),
+                    mtime: None,
                 };
                 self.put(&view, path, node);
                 Ok(())
@@ -181,6 +190,31 @@ impl Container {
             Some(Node::Dir { .. }) => Err(Refusal::IsADirectory(path.into())),
             _ => Err(Refusal::NotFound(path.into())),
         }
+    }
+
+    /// A name was made, removed or renamed in the directory holding `path`
+    /// (which is in the upper layer by then): its time is the change's.
+    fn changed_dir(&mut self, path: &str) {
+        if let Some(Some(Node::Dir { mtime, .. })) = self.upper.get_mut(parent(path)) {
+            *mtime = None;
+        }
+    }
+
+    /// What an image committed from this container holds: what it sees, the
+    /// upper layer's files and directories with their times in whole seconds
+    /// (a tar header's).
+    pub fn committed(&self) -> Tree {
+        let mut t = self.view();
+        for (p, n) in self
+            .upper
+            .iter()
+            .filter_map(|(p, n)| Some((p, n.as_ref()?)))
+        {
+            if let (Some((secs, _)), Some(node)) = (n.mtime(), t.get_mut(p)) {
+                *node = node.clone().with_mtime(Some((secs, 0)));
+            }
+        }
+        t
     }
 
     /// Changes the node at `path` in place, as chmod(2) and setxattr(2) do:
@@ -204,21 +238,11 @@ impl Container {
 
     /// chmod (copy-up first).
     pub fn chmod(&mut self, path: &str, new_mode: u32) -> Result<(), Refusal> {
-        self.change(path, |node| {
-            Ok(match node {
-                Node::File {
-                    content, xattrs, ..
-                } => Node::File {
-                    content,
-                    mode: new_mode,
-                    xattrs,
-                },
-                Node::Dir { xattrs, .. } => Node::Dir {
-                    mode: new_mode,
-                    xattrs,
-                },
-                other => other,
-            })
+        self.change(path, |mut node| {
+            if let Node::File { mode, .. } | Node::Dir { mode, .. } = &mut node {
+                *mode = new_mode;
+            }
+            Ok(node)
         })
     }
 
@@ -258,6 +282,7 @@ impl Container {
             return Err(Refusal::Exists(path.into()));
         }
         self.put(&view, path, Node::dir(0o755));
+        self.changed_dir(path);
         Ok(())
     }
 
@@ -269,6 +294,7 @@ impl Container {
             return Err(Refusal::Exists(path.into()));
         }
         self.put(&view, path, Node::Symlink(target.into()));
+        self.changed_dir(path);
         Ok(())
     }
 
@@ -281,6 +307,7 @@ impl Container {
             Some(Node::Dir { .. }) => Err(Refusal::IsADirectory(path.into())),
             Some(_) => {
                 self.drop_path(&view, path);
+                self.changed_dir(path);
                 Ok(())
             }
         }
@@ -297,6 +324,7 @@ impl Container {
             }
             Some(Node::Dir { .. }) => {
                 self.drop_path(&view, path);
+                self.changed_dir(path);
                 Ok(())
             }
             Some(_) => Err(Refusal::NotADirectory(path.into())),
@@ -359,11 +387,15 @@ impl Container {
             if into.is_empty() || self.merged_dir(into) {
                 self.opaque.insert(to.to_string());
             }
+            self.changed_dir(from);
+            self.changed_dir(to);
             return Ok(());
         }
         self.drop_path(&view, from);
         let v = self.view();
         self.put(&v, to, node);
+        self.changed_dir(from);
+        self.changed_dir(to);
         Ok(())
     }
 }

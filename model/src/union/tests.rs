@@ -253,18 +253,25 @@ fn node() -> impl Strategy<Value = Node> {
         )
             .prop_map(|(content, mode)| Node::file(content, mode)),
         prop_oneof![Just(0o755u32), Just(0o700)].prop_map(Node::dir),
-        (xattrs(), any::<bool>()).prop_map(|(xattrs, is_dir)| if is_dir {
-            Node::Dir {
-                mode: 0o755,
-                xattrs,
-            }
-        } else {
-            Node::File {
-                content: b"x".to_vec(),
-                mode: 0o644,
-                xattrs,
-            }
-        }),
+        (
+            xattrs(),
+            any::<bool>(),
+            proptest::option::of((0i64..3, 0u32..2))
+        )
+            .prop_map(|(xattrs, is_dir, mtime)| if is_dir {
+                Node::Dir {
+                    mode: 0o755,
+                    xattrs,
+                    mtime,
+                }
+            } else {
+                Node::File {
+                    content: b"x".to_vec(),
+                    mode: 0o644,
+                    xattrs,
+                    mtime,
+                }
+            }),
         "[a-c]{1,2}".prop_map(Node::Symlink),
         Just(Node::Device('c', 1, 3)),
     ]
@@ -452,7 +459,13 @@ fn extended_attributes_go_with_their_node() {
             .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect()
     };
-    let d = |mode, xattrs| Body::Node(Node::Dir { mode, xattrs });
+    let d = |mode, xattrs| {
+        Body::Node(Node::Dir {
+            mode,
+            xattrs,
+            mtime: None,
+        })
+    };
     let lower = apply(
         &Tree::new(),
         &vec![
@@ -463,6 +476,7 @@ fn extended_attributes_go_with_their_node() {
                     content: b"f".to_vec(),
                     mode: 0o644,
                     xattrs: x(&[("trusted.b", "2")]),
+                    mtime: None,
                 }),
             ),
         ],
@@ -487,7 +501,8 @@ fn extended_attributes_go_with_their_node() {
         t.get("d"),
         Some(&Node::Dir {
             mode: 0o700,
-            xattrs: x(&[("trusted.a", "9"), ("trusted.c", "3")])
+            xattrs: x(&[("trusted.a", "9"), ("trusted.c", "3")]),
+            mtime: None
         })
     );
     // A directory a layer only implies has none.
@@ -542,4 +557,40 @@ fn a_layers_size_counts_what_it_holds_once() {
     c.write("d", b"55").expect("write");
     c.chmod("a/b", 0o600).expect("chmod");
     assert_eq!(c.upper_size(), 2 + 1, "the files copied up");
+}
+
+#[test]
+fn times_stay_through_copy_up_and_go_with_changes() {
+    let t = |s| Some((s, 5u32));
+    let lower = apply(
+        &Tree::new(),
+        &vec![
+            e("d", Body::Node(Node::dir(0o755).with_mtime(t(1)))),
+            e("d/f", Body::Node(Node::file("f", 0o644).with_mtime(t(2)))),
+            e("d/g", Body::Node(Node::file("g", 0o644).with_mtime(t(3)))),
+        ],
+    )
+    .expect("lower");
+    let mut c = Container::new(lower);
+    c.chmod("d/f", 0o600).expect("chmod");
+    c.set_xattr("d/g", "trusted.a", b"").expect("setxattr");
+    let v = c.view();
+    assert_eq!(
+        (v["d"].mtime(), v["d/f"].mtime(), v["d/g"].mtime()),
+        (t(1), t(2), t(3)),
+        "copy-up, chmod and xattrs keep times, the parent's too"
+    );
+    c.write("d/f", b"new").expect("write");
+    assert_eq!(
+        (c.view()["d"].mtime(), c.view()["d/f"].mtime()),
+        (t(1), None)
+    );
+    c.write("d/h", b"h").expect("a new name");
+    assert_eq!(c.view()["d"].mtime(), None, "the directory changed");
+    let committed = c.committed();
+    assert_eq!(
+        (committed["d/g"].mtime(), committed["d/f"].mtime()),
+        (Some((3, 0)), None),
+        "commit keeps whole seconds"
+    );
 }

@@ -72,24 +72,21 @@ impl LayerBuilder {
         self
     }
 
-    /// A directory with xattrs (PAX `SCHILY.xattr.*`).
-    pub fn dir_xattrs(&mut self, path: &str, mode: u32, xattrs: &[(&str, &[u8])]) -> &mut Self {
-        self.pax_xattrs(xattrs);
-        self.dir(path, mode)
+    /// PAX records (`SCHILY.xattr.NAME`, `mtime`, …) for the next entry.
+    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        if !records.is_empty() {
+            io_ok(self.b.append_pax_extensions(records.iter().copied()));
+        }
+        self
     }
 
     fn pax_xattrs(&mut self, xattrs: &[(&str, &[u8])]) {
-        if xattrs.is_empty() {
-            return;
-        }
         let pax: Vec<(String, &[u8])> = xattrs
             .iter()
             .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
             .collect();
-        io_ok(
-            self.b
-                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v))),
-        );
+        let records: Vec<(&str, &[u8])> = pax.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        self.pax(&records);
     }
 
     /// A regular file.

@@ -28,6 +28,7 @@ use nix::unistd::{UnlinkatFlags, symlinkat, unlinkat};
 use proptest_state_machine::StateMachineTest;
 
 use super::assertions;
+use super::observe;
 use super::reference::{UnionRef, UnionState};
 use super::transitions::{Outcome, Transition};
 
@@ -412,13 +413,14 @@ impl Sut {
         let loaded = commit(&self.store, &self.snapshot, None, &CommitOptions::default())
             .map_err(|e| format!("commit: {e}"))?;
         self.images.push(Sut::made(&self.store, &loaded.id)?);
-        self.replace(&loaded.id.to_string())
+        self.replace(&loaded.id.to_string(), true)
             .map_err(|e| e.unwrap_or_else(|| "the committed image is gone".into()))
     }
 
-    /// A new container on `image`, mounted; then the old one is unmounted and
-    /// removed. `Err(None)`: no such image (the old one stays).
-    fn replace(&mut self, image: &str) -> Result<(), Option<String>> {
+    /// A new container on `image`, mounted; then the old one is unmounted
+    /// (`unmount`; else its overlay dropped) and removed. `Err(None)`: no
+    /// such image (the old one stays).
+    fn replace(&mut self, image: &str, unmount: bool) -> Result<(), Option<String>> {
         let id = format!("c{}", self.containers);
         let snapshot = match self.store.create_snapshot(&id, image) {
             Ok(s) => s,
@@ -428,8 +430,22 @@ impl Sut {
         self.containers += 1;
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         if let Some(m) = self.mounted.take() {
-            m.unmount()
-                .map_err(|e| format!("unmounting {}: {e}", old.id))?;
+            // After a commit, unmounted; else dropped, as the engine's error
+            // paths leave it to Drop: either way nothing is left mounted
+            // (before the snapshot's removal, which would unmount it too).
+            if unmount {
+                m.unmount()
+                    .map_err(|e| format!("unmounting {}: {e}", old.id))?;
+            } else {
+                drop(m);
+            }
+            let left = observe::mounts_under(&old.rootfs());
+            if !left.is_empty() {
+                return Err(Some(format!(
+                    "{} is still mounted after its overlay went: {left:?}",
+                    old.id
+                )));
+            }
         }
         self.store
             .snapshots()
@@ -478,7 +494,7 @@ impl Sut {
                 let Some(made) = self.images.get(*which) else {
                     return Outcome::Other(format!("no image {which} was made"));
                 };
-                match self.replace(&made.id.to_string()) {
+                match self.replace(&made.id.to_string(), false) {
                     Ok(()) => Outcome::Ok,
                     Err(None) => Outcome::NoSuchImage,
                     Err(Some(e)) => Outcome::Other(e),

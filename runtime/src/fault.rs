@@ -11,6 +11,8 @@
 //!   `create.after-cgroup` (the init is in its cgroup), `create.after-limits`;
 //! - a container's networks: `network.after-reserve` (addresses and ports are
 //!   recorded), `network.after-veth` (a veth pair is made and addressed);
+//!   `network create`: `network.after-bridge` (its bridge is made and
+//!   addressed, the network not yet recorded);
 //! - `berth commit`: `commit.after-blob` (the layer's blob is stored),
 //!   `commit.after-unpack` (the layer is unpacked, the image not yet recorded).
 //!

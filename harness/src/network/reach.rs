@@ -115,8 +115,17 @@ pub fn expected(r: &RefState, probes: &[Probe]) -> Answers {
         .collect()
 }
 
-/// The first source port of the probes from the host.
-const SOURCE_PORTS: u16 = 40000;
+/// The source ports of the probes from the host, taken in turn: never one
+/// a probe goes to (a probe could connect to itself), and not again within a
+/// case (a new connection with an old one's addresses and ports would follow
+/// the old one's conntrack entry, and its DNAT, to where that one went).
+const SOURCE_PORTS: std::ops::Range<u32> = 48000..64000;
+
+fn source_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (SOURCE_PORTS.start + n % (SOURCE_PORTS.end - SOURCE_PORTS.start)) as u16
+}
 
 /// A TCP connection to `to` within `wait`, from `source` when given.
 fn connect(source: Option<u16>, to: SocketAddrV4, wait: Duration) -> std::io::Result<TcpStream> {
@@ -211,7 +220,7 @@ pub fn observe(
                     // own: the case's ephemeral range is two ports (berth's
                     // to hand out), which the probes would run out of, and a
                     // probe to a port of it could connect to itself.
-                    let source = pid.is_none().then(|| SOURCE_PORTS + i as u16);
+                    let source = pid.is_none().then(source_port);
                     let Ok(mut c) = connect(source, p.to, wait) else {
                         return Ok(None);
                     };

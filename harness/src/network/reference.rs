@@ -62,7 +62,13 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
             name,
             subnet,
             gateway,
+            fault,
         } => match subnet.or_else(|| m.free_subnet()) {
+            // A create that fails after its checks leaves nothing.
+            Some(sub) if fault.is_some() => match m.clone().create(name, name, sub, *gateway) {
+                Ok(()) => Outcome::Fault,
+                r => outcome(r),
+            },
             Some(sub) => outcome(m.create(name, name, sub, *gateway)),
             None => Outcome::Other("no free subnet".into()),
         },

@@ -130,8 +130,9 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
         prop::sample::select(subnets),
         prop::option::weighted(0.3, 0u32..4),
         prop::bool::weighted(0.15),
+        prop::option::weighted(0.1, Just("network.after-bridge")),
     )
-        .prop_map(|(name, subnet, gw, auto)| {
+        .prop_map(|(name, subnet, gw, auto, fault)| {
             // A gateway of the subnet's end, or its network address (refused).
             let gateway = gw.map(|k| match k {
                 0 => subnet.addr,
@@ -144,12 +145,14 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
                     name,
                     subnet: None,
                     gateway: None,
+                    fault,
                 }
             } else {
                 Transition::Create {
                     name,
                     subnet: Some(subnet),
                     gateway,
+                    fault,
                 }
             }
         });

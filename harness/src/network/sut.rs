@@ -236,9 +236,13 @@ impl Sut {
                 name,
                 subnet,
                 gateway,
+                fault,
             } => {
                 let sub = subnet.map(|s| berth::network::Subnet::new(s.addr, s.prefix));
-                result(self.nets.create(name, sub, *gateway).map(|_| ()))
+                berth::fault::arm(*fault);
+                let r = self.nets.create(name, sub, *gateway).map(|_| ());
+                berth::fault::arm(None);
+                result(r)
             }
             Transition::Remove { name } => result(self.nets.remove(name).map(|_| ())),
             Transition::Run {

@@ -30,6 +30,9 @@ pub enum Transition {
         subnet: Option<Subnet>,
         /// `--gateway`
         gateway: Option<Ipv4Addr>,
+        /// A fault injected once the bridge is made: the create fails and
+        /// must leave nothing.
+        fault: Option<&'static str>,
     },
     /// `network rm NAME`.
     Remove {

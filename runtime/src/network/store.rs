@@ -295,7 +295,10 @@ impl Networks {
         netlink::ensure_bridge(&n.bridge, gateway, subnet.prefix())?;
         s.networks.push(n.clone());
         s.next_index += 1;
-        let done = self.apply(s).and_then(|()| self.save(s));
+        let done = crate::fault::hit("network.after-bridge")
+            .map_or(Ok(()), |m| Err(Error::Fault(m)))
+            .and_then(|()| self.apply(s))
+            .and_then(|()| self.save(s));
         if let Err(e) = done {
             s.networks.retain(|x| x.name != name);
             let _ = netlink::delete_link(&n.bridge);

@@ -21,15 +21,18 @@ pub type Attrs = BTreeMap<String, Vec<u8>>;
 /// not know it (the observation is then masked).
 pub type Time = Option<(i64, u32)>;
 
+/// An owner (uid, gid).
+pub type Owner = (u32, u32);
+
 /// What is at a path.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Seen {
-    /// A regular file: its permission bits, content, extended attributes
-    /// and modification time.
-    File(u32, String, Attrs, Time),
-    /// A directory: its permission bits, extended attributes and
+    /// A regular file: its permission bits, content, extended attributes,
+    /// owner and modification time.
+    File(u32, String, Attrs, Owner, Time),
+    /// A directory: its permission bits, extended attributes, owner and
     /// modification time.
-    Dir(u32, Attrs, Time),
+    Dir(u32, Attrs, Owner, Time),
     /// A symlink and its target.
     Symlink(String),
     /// A device: kind ('c'/'b'), major, minor.
@@ -43,15 +46,30 @@ pub enum Seen {
 impl std::fmt::Debug for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Seen::File(mode, content, x, t) => {
-                write!(f, "file {mode:04o} {content:?}{}{}", attrs(x), time(t))
+            Seen::File(mode, content, x, o, t) => write!(
+                f,
+                "file {mode:04o} {content:?}{}{}{}",
+                owner(o),
+                attrs(x),
+                time(t)
+            ),
+            Seen::Dir(mode, x, o, t) => {
+                write!(f, "dir {mode:04o}{}{}{}", owner(o), attrs(x), time(t))
             }
-            Seen::Dir(mode, x, t) => write!(f, "dir {mode:04o}{}{}", attrs(x), time(t)),
             Seen::Symlink(t) => write!(f, "symlink -> {t:?}"),
             Seen::Device(k, ma, mi) => write!(f, "device {k} {ma}:{mi}"),
             Seen::Whiteout => write!(f, "whiteout"),
             Seen::Other(mode) => write!(f, "st_mode {mode:o}"),
         }
+    }
+}
+
+/// An owner as the diffs show it (nothing for root).
+fn owner(o: &Owner) -> String {
+    if *o == (0, 0) {
+        String::new()
+    } else {
+        format!(" owner {}:{}", o.0, o.1)
     }
 }
 
@@ -64,8 +82,8 @@ impl Seen {
     /// Without its time (where the model does not know it).
     pub fn untimed(self) -> Seen {
         match self {
-            Seen::File(m, c, x, _) => Seen::File(m, c, x, None),
-            Seen::Dir(m, x, _) => Seen::Dir(m, x, None),
+            Seen::File(m, c, x, o, _) => Seen::File(m, c, x, o, None),
+            Seen::Dir(m, x, o, _) => Seen::Dir(m, x, o, None),
             other => other,
         }
     }
@@ -74,8 +92,8 @@ impl Seen {
     pub fn in_seconds(self) -> Seen {
         let secs = |t: Time| t.map(|(s, _)| (s, 0));
         match self {
-            Seen::File(m, c, x, t) => Seen::File(m, c, x, secs(t)),
-            Seen::Dir(m, x, t) => Seen::Dir(m, x, secs(t)),
+            Seen::File(m, c, x, o, t) => Seen::File(m, c, x, o, secs(t)),
+            Seen::Dir(m, x, o, t) => Seen::Dir(m, x, o, secs(t)),
             other => other,
         }
     }
@@ -217,6 +235,7 @@ fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Re
         };
         let perm = st.st_mode & 0o7777;
         let t = Some((st.st_mtime, st.st_mtime_nsec as u32));
+        let o = (st.st_uid, st.st_gid);
         let seen = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
             SFlag::S_IFREG => {
                 let fd = opened(dir, &name, OFlag::O_RDONLY)
@@ -226,7 +245,7 @@ fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Re
                 std::fs::File::from(fd)
                     .read_to_end(&mut content)
                     .map_err(|e| format!("reading {path:?}: {e}"))?;
-                Seen::File(perm, shown(&content), x, t)
+                Seen::File(perm, shown(&content), x, o, t)
             }
             SFlag::S_IFDIR => {
                 let sub = opened(dir, &name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -236,7 +255,7 @@ fn walk_dir(dir: BorrowedFd<'_>, host: &Path, rel: &str, out: &mut Walked) -> Re
                 }
                 let x = xattrs_of(sub.as_fd()).map_err(|e| format!("{path:?}: {e}"))?;
                 walk_dir(sub.as_fd(), host, &path, out)?;
-                Seen::Dir(perm, x, t)
+                Seen::Dir(perm, x, o, t)
             }
             SFlag::S_IFLNK => Seen::Symlink(
                 readlinkat(dir, name.as_os_str())
@@ -291,6 +310,10 @@ pub fn read_export(tar: &[u8]) -> Result<(BTreeMap<String, Seen>, u64, u64), Str
             h.mtime().map_err(|e| format!("{path}: mtime: {e}"))? as i64,
             0,
         ));
+        let o = (
+            h.uid().map_err(|e| format!("{path}: uid: {e}"))? as u32,
+            h.gid().map_err(|e| format!("{path}: gid: {e}"))? as u32,
+        );
         let mut x = Attrs::new();
         if let Some(pax) = e
             .pax_extensions()
@@ -316,7 +339,7 @@ pub fn read_export(tar: &[u8]) -> Result<(BTreeMap<String, Seen>, u64, u64), Str
                 .unwrap_or_default()
         };
         let seen = match h.entry_type() {
-            tar::EntryType::Directory => Seen::Dir(mode, x, t),
+            tar::EntryType::Directory => Seen::Dir(mode, x, o, t),
             tar::EntryType::Symlink => Seen::Symlink(link()),
             tar::EntryType::Char => {
                 let (ma, mi) = dev(&h);
@@ -338,7 +361,7 @@ pub fn read_export(tar: &[u8]) -> Result<(BTreeMap<String, Seen>, u64, u64), Str
                 e.read_to_end(&mut content)
                     .map_err(|e| format!("{path}: reading: {e}"))?;
                 bytes += content.len() as u64;
-                Seen::File(mode, shown(&content), x, t)
+                Seen::File(mode, shown(&content), x, o, t)
             }
             other => Seen::Other(u32::from(other.as_byte())),
         };

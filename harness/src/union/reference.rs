@@ -90,6 +90,7 @@ pub fn step(s: &mut UnionState, t: &Transition) -> Outcome {
                     }
                 })
         }
+        Transition::Chown { path, uid, gid } => c.chown(path, *uid, *gid),
         Transition::SetXattr { path, name, value } => c.set_xattr(path, name, value),
         Transition::RemoveXattr { path, name } => c.remove_xattr(path, name),
         Transition::Rename { from, to } => c.rename(from, to),
@@ -237,6 +238,7 @@ impl ReferenceStateMachine for UnionRef {
             Transition::Write { path, .. }
             | Transition::Append { path, .. }
             | Transition::Chmod { path, .. }
+            | Transition::Chown { path, .. }
             | Transition::SetXattr { path, .. }
             | Transition::RemoveXattr { path, .. } => !matches!(
                 view.get(path.as_str()),

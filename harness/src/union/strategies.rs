@@ -65,6 +65,16 @@ fn xattrs() -> impl Strategy<Value = Xattrs> {
     ]
 }
 
+/// An owner: root's mostly, a user's, or one a tar header's octal field
+/// cannot hold (a user namespace's range: PAX records).
+fn owner() -> impl Strategy<Value = (u32, u32)> {
+    prop_oneof![
+        3 => Just((0, 0)),
+        1 => Just((1000, 1000)),
+        1 => Just((3_000_000, 3_000_001)),
+    ]
+}
+
 /// An entry's time: whole seconds (two), or with a fraction (a PAX record).
 fn mtime() -> impl Strategy<Value = Mtime> {
     prop::sample::select(vec![
@@ -85,11 +95,12 @@ fn entry() -> impl Strategy<Value = Entry> {
         body: Body::Node(n),
     };
     prop_oneof![
-        2 => (path(), dir_mode(), xattrs(), mtime())
-            .prop_map(move |(p, mode, xattrs, mtime)| node(p, Node::Dir { mode, xattrs, mtime })),
-        4 => (path(), content(), file_mode(), xattrs(), mtime()).prop_map(
-            move |(p, content, mode, xattrs, mtime)| {
-                node(p, Node::File { content, mode, xattrs, mtime })
+        2 => (path(), dir_mode(), xattrs(), mtime(), owner()).prop_map(
+            move |(p, mode, xattrs, mtime, owner)| node(p, Node::Dir { mode, xattrs, mtime, owner })
+        ),
+        4 => (path(), content(), file_mode(), xattrs(), mtime(), owner()).prop_map(
+            move |(p, content, mode, xattrs, mtime, owner)| {
+                node(p, Node::File { content, mode, xattrs, mtime, owner })
             }
         ),
         1 => (path(), target()).prop_map(move |(p, t)| node(p, Node::Symlink(t))),
@@ -192,6 +203,7 @@ pub fn transitions(state: &UnionState) -> BoxedStrategy<Transition> {
         // makes an opaque directory over the image's.
         2 => p().prop_map(|path| Transition::RemoveAll { path }),
         2 => (p(), p()).prop_map(|(from, to)| Transition::Rename { from, to }),
+        1 => (p(), owner()).prop_map(|(path, (uid, gid))| Transition::Chown { path, uid, gid }),
         2 => (p(), prop::sample::select(XATTRS.to_vec()), xattr_value())
             .prop_map(|(path, name, value)| Transition::SetXattr { path, name, value }),
         1 => (p(), prop::sample::select(XATTRS.to_vec()))

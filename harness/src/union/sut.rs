@@ -74,15 +74,27 @@ pub struct Sut {
     pub step: Option<Transition>,
 }
 
-/// The PAX records of a node: its extended attributes, and its time when
-/// it has a fraction of a second (a tar header holds whole seconds).
-fn pax(xattrs: &Xattrs, mtime: Mtime) -> Vec<(String, Vec<u8>)> {
+/// Ids a tar header's octal field holds (larger ones go in PAX records).
+const OCTAL_ID: u32 = 0o7777777;
+
+/// The PAX records of a node: its extended attributes, its time when it has
+/// a fraction of a second (a tar header holds whole seconds), its owner when
+/// a header's field cannot hold it; and then an access time too, a record
+/// berth has no use for (GNU tar's POSIX format writes one).
+fn pax(xattrs: &Xattrs, mtime: Mtime, owner: (u32, u32)) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = xattrs
         .iter()
         .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.clone()))
         .collect();
     if let Some((s, ns)) = mtime.filter(|(_, ns)| *ns != 0) {
         out.push(("mtime".into(), format!("{s}.{ns:09}").into_bytes()));
+    }
+    if owner.0 > OCTAL_ID || owner.1 > OCTAL_ID {
+        out.push(("uid".into(), owner.0.to_string().into_bytes()));
+        out.push(("gid".into(), owner.1.to_string().into_bytes()));
+    }
+    if !out.is_empty() {
+        out.push(("atime".into(), b"1700000001".to_vec()));
     }
     out
 }
@@ -101,6 +113,17 @@ pub fn layer_tar(layer: &Layer) -> Vec<u8> {
         };
         let secs = mtime.map_or(DEFAULT, |(s, _)| s.max(0) as u64);
         b.mtime(secs);
+        let owner = match &e.body {
+            Body::Node(Node::File { owner, .. } | Node::Dir { owner, .. }) => *owner,
+            _ => (0, 0),
+        };
+        // An owner too large for the header's field: 0 there, the PAX
+        // records say.
+        if owner.0 > OCTAL_ID || owner.1 > OCTAL_ID {
+            b.owner(0, 0);
+        } else {
+            b.owner(owner.0.into(), owner.1.into());
+        }
         match &e.body {
             Body::Node(Node::File {
                 content,
@@ -109,7 +132,7 @@ pub fn layer_tar(layer: &Layer) -> Vec<u8> {
                 ..
             }) => {
                 times.insert(e.name.trim_start_matches("./"), secs);
-                let records = pax(xattrs, mtime);
+                let records = pax(xattrs, mtime, owner);
                 let r: Vec<(&str, &[u8])> = records
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_slice()))
@@ -117,7 +140,7 @@ pub fn layer_tar(layer: &Layer) -> Vec<u8> {
                 b.pax(&r).file(&e.name, content, *mode)
             }
             Body::Node(Node::Dir { mode, xattrs, .. }) => {
-                let records = pax(xattrs, mtime);
+                let records = pax(xattrs, mtime, owner);
                 let r: Vec<(&str, &[u8])> = records
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_slice()))
@@ -367,6 +390,16 @@ impl Sut {
                     m if m.is_dir() => std::fs::remove_dir_all(&at).map_err(errno),
                     _ => std::fs::remove_file(&at).map_err(errno),
                 }
+            }
+            Transition::Chown { path, uid, gid } => {
+                let (dir, name) = self.parent(path)?;
+                nix::unistd::fchownat(
+                    dir.as_fd(),
+                    name,
+                    Some(nix::unistd::Uid::from_raw(*uid)),
+                    Some(nix::unistd::Gid::from_raw(*gid)),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
             }
             Transition::SetXattr { path, name, value } => {
                 let (dir, last) = self.parent(path)?;

@@ -53,6 +53,15 @@ pub enum Transition {
         /// the path
         path: String,
     },
+    /// `lchown`.
+    Chown {
+        /// the path
+        path: String,
+        /// the new uid
+        uid: u32,
+        /// the new gid
+        gid: u32,
+    },
     /// `lsetxattr`.
     SetXattr {
         /// the path
@@ -118,6 +127,7 @@ impl Transition {
             | Transition::Remove { path }
             | Transition::Rmdir { path }
             | Transition::RemoveAll { path }
+            | Transition::Chown { path, .. }
             | Transition::SetXattr { path, .. }
             | Transition::RemoveXattr { path, .. } => vec![path],
             Transition::Rename { from, to } => vec![from, to],

@@ -26,6 +26,8 @@
 //!   extraction does, while over a lower layer's directory it shows only its
 //!   own (overlayfs shows the topmost layer's directory). A directory a layer
 //!   only implies has none. Copy-up keeps them; commit writes them.
+//! - Files and directories have an owner: an image's are its entries', what a
+//!   container makes is its user's (root, here), copy-up keeps them.
 //! - Files and directories have a modification time: an image's are its
 //!   entries' (a directory's set once the layer is unpacked, so what the layer
 //!   put in it does not change it; a directory a layer only implies has the
@@ -72,6 +74,8 @@ pub enum Node {
         xattrs: Xattrs,
         /// Its modification time.
         mtime: Mtime,
+        /// Its owner (uid, gid).
+        owner: (u32, u32),
     },
     /// A directory.
     Dir {
@@ -81,6 +85,8 @@ pub enum Node {
         xattrs: Xattrs,
         /// Its modification time.
         mtime: Mtime,
+        /// Its owner (uid, gid).
+        owner: (u32, u32),
     },
     /// A symbolic link.
     Symlink(String),
@@ -91,22 +97,24 @@ pub enum Node {
 }
 
 impl Node {
-    /// A file without extended attributes, its time not known.
+    /// A file of root's without extended attributes, its time not known.
     pub fn file(content: impl Into<Vec<u8>>, mode: u32) -> Node {
         Node::File {
             content: content.into(),
             mode,
             xattrs: Xattrs::new(),
             mtime: None,
+            owner: (0, 0),
         }
     }
 
-    /// A directory without extended attributes, its time not known.
+    /// A directory of root's without extended attributes, its time not known.
     pub fn dir(mode: u32) -> Node {
         Node::Dir {
             mode,
             xattrs: Xattrs::new(),
             mtime: None,
+            owner: (0, 0),
         }
     }
 
@@ -145,9 +153,10 @@ pub fn resolve<'a>(tree: &'a Tree, path: &str) -> Option<&'a Node> {
 }
 
 /// After `tree` was changed from `before`: every name that was a link to a file
-/// that has since been replaced or deleted keeps the old file, unless this change
-/// set the name itself (`set`). The first such name becomes the file; the others
-/// link to it.
+/// that has since been replaced, deleted or set anew (`set`: the names this
+/// change set, as a copy-up sets a name even when nothing of it changes) keeps
+/// the old file, unless this change set the name itself. The first such name
+/// becomes the file; the others link to it.
 pub fn break_links(tree: &mut Tree, before: &Tree, set: &std::collections::BTreeSet<String>) {
     let stale: Vec<(String, String)> = tree
         .iter()
@@ -155,7 +164,7 @@ pub fn break_links(tree: &mut Tree, before: &Tree, set: &std::collections::BTree
             Node::Hardlink(first)
                 if !set.contains(p)
                     && before.get(p) == Some(n)
-                    && tree.get(first) != before.get(first) =>
+                    && (set.contains(first) || tree.get(first) != before.get(first)) =>
             {
                 Some((p.clone(), first.clone()))
             }

@@ -147,15 +147,17 @@ impl Container {
         self.need_parent_dir(&view, path)?;
         let (node, new) = match resolve(&view, path) {
             Some(Node::Dir { .. }) => return Err(Refusal::IsADirectory(path.into())),
-            Some(Node::File { mode, xattrs, .. }) => (
-                Node::File {
-                    content: content.to_vec(),
-                    mode: *mode,
-                    xattrs: xattrs.clone(),
-                    mtime: None,
-                },
-                false,
-            ),
+            Some(file @ Node::File { .. }) => {
+                let mut file = file.clone();
+                if let Node::File {
+                    content: c, mtime, ..
+                } = &mut file
+                {
+                    *c = content.to_vec();
+                    *mtime = None;
+                }
+                (file, false)
+            }
             _ => (Node::file(content, 0o644), true),
         };
         self.put(&view, path, node);
@@ -170,21 +172,13 @@ impl Container {
         let view = self.view();
         self.need_parent_dir(&view, path)?;
         match resolve(&view, path) {
-            Some(Node::File {
-                content,
-                mode,
-                xattrs,
-                ..
-            }) => {
-                let mut c = content.clone();
-                c.extend_from_slice(more);
-                let node = Node::File {
-                    content: c,
-                    mode: *mode,
-                    xattrs: xattrs.clone(),
-                    mtime: None,
-                };
-                self.put(&view, path, node);
+            Some(file @ Node::File { .. }) => {
+                let mut file = file.clone();
+                if let Node::File { content, mtime, .. } = &mut file {
+                    content.extend_from_slice(more);
+                    *mtime = None;
+                }
+                self.put(&view, path, file);
                 Ok(())
             }
             Some(Node::Dir { .. }) => Err(Refusal::IsADirectory(path.into())),
@@ -241,6 +235,16 @@ impl Container {
         self.change(path, |mut node| {
             if let Node::File { mode, .. } | Node::Dir { mode, .. } = &mut node {
                 *mode = new_mode;
+            }
+            Ok(node)
+        })
+    }
+
+    /// lchown(2) of a file or directory (copy-up first; its time stays).
+    pub fn chown(&mut self, path: &str, uid: u32, gid: u32) -> Result<(), Refusal> {
+        self.change(path, |mut node| {
+            if let Node::File { owner, .. } | Node::Dir { owner, .. } = &mut node {
+                *owner = (uid, gid);
             }
             Ok(node)
         })

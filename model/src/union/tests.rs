@@ -256,13 +256,15 @@ fn node() -> impl Strategy<Value = Node> {
         (
             xattrs(),
             any::<bool>(),
-            proptest::option::of((0i64..3, 0u32..2))
+            proptest::option::of((0i64..3, 0u32..2)),
+            (0u32..2).prop_map(|u| (u * 1000, u * 1000)),
         )
-            .prop_map(|(xattrs, is_dir, mtime)| if is_dir {
+            .prop_map(|(xattrs, is_dir, mtime, owner)| if is_dir {
                 Node::Dir {
                     mode: 0o755,
                     xattrs,
                     mtime,
+                    owner,
                 }
             } else {
                 Node::File {
@@ -270,6 +272,7 @@ fn node() -> impl Strategy<Value = Node> {
                     mode: 0o644,
                     xattrs,
                     mtime,
+                    owner,
                 }
             }),
         "[a-c]{1,2}".prop_map(Node::Symlink),
@@ -308,6 +311,7 @@ enum Op {
     Rmdir(String),
     Rename(String, String),
     Symlink(String),
+    Chown(String),
     SetXattr(String, u8),
     RemoveXattr(String),
 }
@@ -322,6 +326,7 @@ fn op() -> impl Strategy<Value = Op> {
         path().prop_map(Op::Rmdir),
         (path(), path()).prop_map(|(a, b)| Op::Rename(a, b)),
         path().prop_map(Op::Symlink),
+        path().prop_map(Op::Chown),
         (path(), any::<u8>()).prop_map(|(p, b)| Op::SetXattr(p, b)),
         path().prop_map(Op::RemoveXattr),
     ]
@@ -365,6 +370,7 @@ proptest! {
                 Op::Rmdir(p) => c.rmdir(&p),
                 Op::Rename(a, b) => c.rename(&a, &b),
                 Op::Symlink(p) => c.symlink(&p, "target"),
+                Op::Chown(p) => c.chown(&p, 1000, 1000),
                 Op::SetXattr(p, b) => c.set_xattr(&p, "trusted.a", &[b]),
                 Op::RemoveXattr(p) => c.remove_xattr(&p, "trusted.a"),
             };
@@ -464,6 +470,7 @@ fn extended_attributes_go_with_their_node() {
             mode,
             xattrs,
             mtime: None,
+            owner: (0, 0),
         })
     };
     let lower = apply(
@@ -477,6 +484,7 @@ fn extended_attributes_go_with_their_node() {
                     mode: 0o644,
                     xattrs: x(&[("trusted.b", "2")]),
                     mtime: None,
+                    owner: (0, 0),
                 }),
             ),
         ],
@@ -502,7 +510,8 @@ fn extended_attributes_go_with_their_node() {
         Some(&Node::Dir {
             mode: 0o700,
             xattrs: x(&[("trusted.a", "9"), ("trusted.c", "3")]),
-            mtime: None
+            mtime: None,
+            owner: (0, 0)
         })
     );
     // A directory a layer only implies has none.

@@ -19,6 +19,7 @@ use crate::layers::store::Compression;
 pub struct LayerBuilder {
     b: tar::Builder<Vec<u8>>,
     mtime: u64,
+    owner: (u64, u64),
 }
 
 impl Default for LayerBuilder {
@@ -41,6 +42,7 @@ impl LayerBuilder {
         LayerBuilder {
             b: tar::Builder::new(Vec::new()),
             mtime: 1_700_000_000,
+            owner: (0, 0),
         }
     }
 
@@ -50,13 +52,19 @@ impl LayerBuilder {
         self
     }
 
+    /// The owner (uid, gid) of the entries added after this (root's unless set).
+    pub fn owner(&mut self, uid: u64, gid: u64) -> &mut Self {
+        self.owner = (uid, gid);
+        self
+    }
+
     fn header(&self, kind: tar::EntryType, mode: u32) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(mode);
         h.set_mtime(self.mtime);
-        h.set_uid(0);
-        h.set_gid(0);
+        h.set_uid(self.owner.0);
+        h.set_gid(self.owner.1);
         h.set_size(0);
         h
     }
@@ -91,7 +99,8 @@ impl LayerBuilder {
 
     /// A regular file.
     pub fn file(&mut self, path: &str, content: &[u8], mode: u32) -> &mut Self {
-        self.file_owned(path, content, mode, 0, 0)
+        let (uid, gid) = self.owner;
+        self.file_owned(path, content, mode, uid, gid)
     }
 
     /// A regular file with an owner.

@@ -203,7 +203,7 @@ fn security_and_resource_flags() {
             "invalid --network \"nosuch\": network nosuch not found",
         ),
         (vec!["-p", "80:80"], "conflicting options: port publishing"),
-        (vec!["-p", "0:80"], "invalid --publish: \"0:80\": port 0"),
+        (vec!["-p", "80:0"], "invalid --publish: \"80:0\": port 0"),
         (vec!["--ip", "10.1.2.3"], "invalid --ip 10.1.2.3"),
         (
             vec!["--network", "container:nobody"],

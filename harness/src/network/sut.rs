@@ -62,7 +62,7 @@ fn result(r: Result<(), Error>) -> Outcome {
 
 /// `p` as a user types it after `-p`, parsed as the CLI parses it: one of
 /// Docker's spellings, chosen by the port (the host address left out when it
-/// is 0.0.0.0, `HOSTIP::PORT` for an ephemeral port on an address, a
+/// is 0.0.0.0, `HOSTIP::PORT` or a host port of 0 for an ephemeral one, a
 /// one-port range `A-A:B-B`, `/tcp` left out), so that the machine's ports
 /// go through berth's parser too.
 fn spec(p: &Publish) -> Vec<PortSpec> {
@@ -82,6 +82,8 @@ fn spec(p: &Publish) -> Vec<PortSpec> {
     };
     let text = match p.host_port {
         Some(h) => format!("{ip}{}:{}", range(h), range(80)),
+        // "0:80" (Docker's too) for UDP
+        None if p.proto == berth_model::network::Proto::Udp => format!("{ip}0:{}", range(80)),
         // "80" alone, or "ADDR::80"
         None if ip.is_empty() => range(80),
         None => format!("{ip}:{}", range(80)),

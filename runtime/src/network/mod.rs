@@ -307,7 +307,8 @@ impl fmt::Display for PortSpec {
 
 impl PortSpec {
     /// Docker's `-p` forms: `[HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`
-    /// (`HOSTIP::CPORT` too), each port possibly a range `A-B` of equal length.
+    /// (`HOSTIP::CPORT` too), each port possibly a range `A-B` of equal length;
+    /// no host port, or 0, is an ephemeral one for each container port.
     pub fn parse(s: &str) -> Result<Vec<PortSpec>> {
         let bad = |why: &str| Error::Invalid("--publish".into(), format!("{s:?}: {why}"));
         let (body, proto) = match s.rsplit_once('/') {
@@ -329,11 +330,11 @@ impl PortSpec {
             ip.parse()
                 .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?
         };
-        let range = |r: &str, zero_ok: bool| -> Result<(u16, u16)> {
+        let range = |r: &str| -> Result<(u16, u16)> {
             let (a, b) = r.split_once('-').unwrap_or((r, r));
             let p = |x: &str| -> Result<u16> {
                 match x.parse::<u16>() {
-                    Ok(0) if !zero_ok => Err(bad("port 0")),
+                    Ok(0) => Err(bad("port 0")),
                     Ok(n) => Ok(n),
                     Err(_) => Err(bad(&format!("{x:?} is not a port (1-65535)"))),
                 }
@@ -344,19 +345,17 @@ impl PortSpec {
             }
             Ok((a, b))
         };
-        let (c0, c1) = range(ctr, false)?;
-        let (h0, h1) = if host.is_empty() {
-            (0, 0)
-        } else {
-            range(host, false)?
-        };
-        if !host.is_empty() && h1 - h0 != c1 - c0 {
+        let (c0, c1) = range(ctr)?;
+        // No host port, or 0 (as Docker takes it): an ephemeral one for each.
+        let ephemeral = host.is_empty() || host == "0";
+        let (h0, h1) = if ephemeral { (0, 0) } else { range(host)? };
+        if !ephemeral && h1 - h0 != c1 - c0 {
             return Err(bad("host and container port ranges differ in length"));
         }
         Ok((0..=(c1 - c0))
             .map(|i| PortSpec {
                 host_ip,
-                host_port: if host.is_empty() { 0 } else { h0 + i },
+                host_port: if ephemeral { 0 } else { h0 + i },
                 container_port: c0 + i,
                 proto,
             })
@@ -488,11 +487,21 @@ mod tests {
             vec![one([127, 0, 0, 1], 0, 80, Proto::Tcp)]
         );
         assert_eq!(p("9000-9001:90-91").len(), 2);
+        // Host port 0 is an ephemeral one too, as Docker takes it.
+        assert_eq!(p("0:80"), vec![one([0; 4], 0, 80, Proto::Tcp)]);
+        assert_eq!(
+            p("127.0.0.1:0:80-81/udp"),
+            vec![
+                one([127, 0, 0, 1], 0, 80, Proto::Udp),
+                one([127, 0, 0, 1], 0, 81, Proto::Udp)
+            ]
+        );
         for bad in [
             "x",
             "8080:80/sctp",
             "1:2:3:4",
-            "0:80",
+            "80:0",
+            "0-1:80-81",
             "70000:80",
             "1-3:1-2",
             "a.b:1:2",

@@ -379,7 +379,7 @@ struct RunArgs {
     /// Network: bridge (the default), a network's name, host, none, container:NAME.
     #[arg(long, alias = "net")]
     network: Option<String>,
-    /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp].
+    /// Publish a port: [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp] (no HOSTPORT, or 0: an ephemeral one).
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
     /// Publish every port the image exposes, each on an ephemeral host port.

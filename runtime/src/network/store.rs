@@ -342,7 +342,14 @@ impl Networks {
     pub fn reserve(&self, a: &Attach) -> Result<Vec<Endpoint>> {
         let _l = self.lock()?;
         let mut s = self.load()?;
-        // What a container of this id held before (a crash) is given back first.
+        // What a container of this id held before (a crash) is given back
+        // first; the hosts files of its old networks lose it below.
+        let mut hosts_of: Vec<String> = a.networks.to_vec();
+        for e in s.endpoints.iter().filter(|e| e.container == a.container) {
+            if !hosts_of.contains(&e.network) {
+                hosts_of.push(e.network.clone());
+            }
+        }
         s.endpoints.retain(|e| e.container != a.container);
         let stale_ports = s.ports.iter().any(|p| p.container == a.container);
         s.ports.retain(|p| p.container != a.container);
@@ -378,10 +385,20 @@ impl Networks {
         let applied = crate::fault::hit("network.after-reserve")
             .map_or(Ok(()), |m| Err(Error::Fault(m)))
             .and_then(|()| if ported { self.apply(&s) } else { Ok(()) })
-            .and_then(|()| refresh_hosts(&s, a.networks));
+            .and_then(|()| refresh_hosts(&s, &hosts_of));
         if let Err(e) = applied {
             drop(_l);
             let _ = self.release(a.container, true);
+            // The rules of what a crashed container of this id held left the
+            // state above, perhaps never the table (the release finds no port
+            // to drop): the table follows what is left (berth-harness's
+            // bridge/IP machine found them kept after a failed rerun).
+            if stale_ports
+                && let Ok(_l) = self.lock()
+                && let Ok(left) = self.load()
+            {
+                let _ = self.apply(&left);
+            }
             return Err(e);
         }
         Ok(made)

@@ -1,7 +1,8 @@
 //! The bridge/IP machine: networks created and removed, containers (processes
 //! in their own network namespaces) run on them with fixed or allocated
 //! addresses and published ports, connected and disconnected, stopped, and
-//! killed with their owner's recovery after; berth's network store
+//! killed with their owner (their leases and ports kept until a later
+//! recovery, or until the same container runs again); berth's network store
 //! ([`berth::network::Networks`]) is the system under test, berth-model's
 //! [`berth_model::network::Networks`] the reference.
 //!

@@ -17,6 +17,8 @@ pub struct RefState {
     pub model: Networks,
     /// Containers whose process runs.
     pub running: BTreeSet<String>,
+    /// Containers that crashed and were not recovered yet.
+    pub crashed: BTreeSet<String>,
     /// What the last step must have come to.
     pub last: Option<Outcome>,
 }
@@ -80,6 +82,12 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
             publish,
             fault,
         } => {
+            // What a crashed container of this id held is given back first:
+            // by berth's store when the run gets that far, by the engine (which
+            // gives back all of a container that cannot start) when not.
+            if s.crashed.remove(container) {
+                let _ = m.remove_container(container);
+            }
             // The default network is made by the first run that asks for it
             // (and stays, but for a refused run, which leaves nothing).
             let mut base = m.clone();
@@ -145,8 +153,17 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
                 Err(e) => outcome(Err(e)),
             }
         }
-        Transition::Stop { container } | Transition::Crash { container } => {
+        Transition::Stop { container } => {
             s.running.remove(container);
+            outcome(m.remove_container(container))
+        }
+        Transition::Crash { container } => {
+            s.running.remove(container);
+            s.crashed.insert(container.clone());
+            outcome(m.crash(container))
+        }
+        Transition::Recover { container } => {
+            s.crashed.remove(container);
             outcome(m.remove_container(container))
         }
     }
@@ -174,10 +191,11 @@ impl ReferenceStateMachine for NetRef {
     }
 
     /// What shrinking may not break: steps on a container need it running,
-    /// and a run needs it not running.
+    /// a run needs it not running, and a recovery a crash before it.
     fn preconditions(state: &RefState, t: &Transition) -> bool {
         match t {
             Transition::Run { container, .. } => !state.running.contains(container),
+            Transition::Recover { container } => state.crashed.contains(container),
             Transition::Connect { container, .. }
             | Transition::Disconnect { container, .. }
             | Transition::Stop { container }

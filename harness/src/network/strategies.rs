@@ -211,5 +211,12 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
         arms.push((1, stop.boxed()));
         arms.push((1, crash.boxed()));
     }
+    // A crashed container is recovered, or runs again (above) first.
+    let crashed: Vec<String> = state.crashed.iter().cloned().collect();
+    if !crashed.is_empty() {
+        let recover =
+            prop::sample::select(crashed).prop_map(|container| Transition::Recover { container });
+        arms.push((1, recover.boxed()));
+    }
     proptest::strategy::Union::new_weighted(arms).boxed()
 }

@@ -304,6 +304,9 @@ impl Sut {
                     );
                 }
                 self.end(container);
+                Outcome::Ok
+            }
+            Transition::Recover { container } => {
                 // The recovery of a later command: everything, links too.
                 result(self.nets.release(container, true))
             }
@@ -313,8 +316,9 @@ impl Sut {
     /// Removes everything the case made; returns what could not be removed.
     pub fn clean(&mut self) -> Vec<String> {
         let mut left = Vec::new();
-        let names: Vec<String> = self.procs.keys().cloned().collect();
-        for c in names {
+        // Every container the case may have run (a crashed one holds
+        // leases and ports without a process).
+        for c in (0..super::strategies::CONTAINERS).map(super::strategies::container) {
             self.end(&c);
             if let Err(e) = self.nets.release(&c, true) {
                 left.push(format!("release {c}: {e}"));

@@ -75,9 +75,18 @@ pub enum Transition {
         /// the container
         container: String,
     },
-    /// The container and its owner are killed (SIGKILL); a later berth command
-    /// recovers: everything it held is given back, deleting what is left.
+    /// The container and its owner are killed (SIGKILL): its namespace goes,
+    /// and its veths with it; nobody gives back its leases and ports, which
+    /// stay in berth's store (and its DNAT rules in the kernel) until a
+    /// [`Transition::Recover`] or a new run of the same container.
     Crash {
+        /// the container
+        container: String,
+    },
+    /// A later berth command finds a crashed container and recovers (the
+    /// engine's reconcile): everything it held is given back, deleting what
+    /// is left of it.
+    Recover {
         /// the container
         container: String,
     },

@@ -223,6 +223,9 @@ pub struct Networks {
     containers: BTreeMap<String, (Mode, Vec<(Port, String)>)>,
     endpoints: Vec<Endpoint>,
     next_index: u32,
+    /// Containers whose namespace died with nobody to give back what they
+    /// held (a crash): see [`Networks::crash`].
+    gone: BTreeSet<String>,
     /// Subnets of addresses the host has on its own links: a network may
     /// not overlap them either.
     host: Vec<Subnet>,

@@ -99,6 +99,12 @@ impl Networks {
         network: Option<&str>,
         ip: Option<Ipv4Addr>,
     ) -> Result<(), Refusal> {
+        // What a crashed container of this name still holds is given back
+        // first (berth's store does so when a container id starts again; the
+        // engine gives back all of a container that then fails to start).
+        if self.gone.contains(container) {
+            self.remove_container(container)?;
+        }
         if self.containers.contains_key(container) {
             return Err(Refusal::ContainerExists(container.into()));
         }
@@ -217,12 +223,32 @@ impl Networks {
         Ok(())
     }
 
+    /// The container's namespace dies and nobody gives back what it held
+    /// (its process and its owner were killed): its veths go with the
+    /// namespace (the kernel deletes a veth pair with either end), while its
+    /// leases, published ports (their DNAT rules) and its record stay until
+    /// a recovery ([`Networks::remove_container`]) or a new run of the same
+    /// container gives them back. Nothing reaches it meanwhile.
+    pub fn crash(&mut self, container: &str) -> Result<(), Refusal> {
+        if !self.containers.contains_key(container) {
+            return Err(Refusal::NoSuchContainer(container.into()));
+        }
+        self.gone.insert(container.into());
+        Ok(())
+    }
+
+    /// Whether `container` crashed and what it held was not given back yet.
+    pub fn is_gone(&self, container: &str) -> bool {
+        self.gone.contains(container)
+    }
+
     /// The container goes (or its owner died and is recovered): endpoints,
     /// addresses and ports are released.
     pub fn remove_container(&mut self, container: &str) -> Result<(), Refusal> {
         if self.containers.remove(container).is_none() {
             return Err(Refusal::NoSuchContainer(container.into()));
         }
+        self.gone.remove(container);
         let nets: Vec<String> = self
             .endpoints
             .iter()
@@ -251,9 +277,22 @@ impl Networks {
     ///   address is 0.0.0.0 or that address; it goes to the publishing
     ///   container's first endpoint, so it needs one.
     ///
+    /// - nothing reaches a crashed container, nor leaves it.
+    ///
     /// Not modelled: other host addresses from a container (they go by its
     /// default route).
     pub fn tcp_lands(&self, from: Option<&str>, dst: Ipv4Addr, port: u16) -> Option<(String, u16)> {
+        let lands = self.tcp_lands_alive(from, dst, port)?;
+        (!self.gone.contains(&lands.0)).then_some(lands)
+    }
+
+    /// [`Networks::tcp_lands`] but for the crashed container it may land in.
+    fn tcp_lands_alive(
+        &self,
+        from: Option<&str>,
+        dst: Ipv4Addr,
+        port: u16,
+    ) -> Option<(String, u16)> {
         let from = match from {
             None => None,
             Some(c) => match self.containers.get(c) {
@@ -263,6 +302,10 @@ impl Networks {
                 Some(_) => Some(c),
             },
         };
+        // A crashed container's namespace (or its owner's) is gone.
+        if from.is_some_and(|c| self.gone.contains(c)) {
+            return None;
+        }
         let on = |c: &str, network: &str| {
             self.endpoints
                 .iter()
@@ -324,7 +367,12 @@ impl Networks {
                 .insert((n.bridge.clone(), n.gateway, n.subnet.prefix));
             k.masquerade.insert(n.subnet);
         }
-        for e in &self.endpoints {
+        // A crashed container's veths went with its namespace.
+        for e in self
+            .endpoints
+            .iter()
+            .filter(|e| !self.gone.contains(&e.container))
+        {
             k.veths.insert(
                 e.host_veth.clone(),
                 self.networks[&e.network].bridge.clone(),

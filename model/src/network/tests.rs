@@ -316,6 +316,7 @@ enum Op {
     Disconnect(u8, u8),
     Publish(u8, u16),
     Rm(u8),
+    Crash(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -327,6 +328,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..8, 0u8..3).prop_map(|(c, n)| Op::Disconnect(c, n)),
         2 => (0u8..8, 8000u16..8004).prop_map(|(c, p)| Op::Publish(c, p)),
         2 => (0u8..8).prop_map(Op::Rm),
+        1 => (0u8..8).prop_map(Op::Crash),
     ]
 }
 
@@ -375,10 +377,63 @@ proptest! {
                 Op::Disconnect(c, i) => n.disconnect(&format!("c{c}"), &format!("n{i}")),
                 Op::Publish(c, p) => n.publish(&format!("c{c}"), Port { host_ip: Ipv4Addr::UNSPECIFIED, host_port: p, proto: Proto::Tcp, container_port: 80 }),
                 Op::Rm(c) => n.remove_container(&format!("c{c}")),
+                Op::Crash(c) => n.crash(&format!("c{c}")),
             };
             check(&n);
         }
     }
+}
+
+#[test]
+fn a_crashed_container_keeps_its_leases_and_ports_until_given_back() {
+    let mut n = small();
+    n.run("a", Mode::Bridge, Some("net1"), None).expect("run a"); // 10.9.0.2
+    n.publish("a", p("0.0.0.0", 8080)).expect("publish");
+    n.run("b", Mode::Bridge, Some("net1"), None).expect("run b"); // 10.9.0.3
+    n.crash("a").expect("crash");
+    assert!(n.is_gone("a"));
+    let k = n.kernel();
+    // Its veth went with its namespace; its DNAT rule stays.
+    assert!(!k.veths.contains_key(&veth_name("a", 0)));
+    assert!(k.veths.contains_key(&veth_name("b", 0)));
+    assert_eq!(
+        k.dnat.get(&(ip("0.0.0.0"), 8080, Proto::Tcp)),
+        Some(&(ip("10.9.0.2"), 80))
+    );
+    // Its address and port are still taken; nothing reaches it.
+    n.run("c", Mode::Bridge, Some("net1"), Some(ip("10.9.0.2")))
+        .expect_err("address still leased");
+    n.run("c", Mode::Bridge, Some("net1"), None).expect("run c");
+    assert_eq!(n.endpoints().last().map(|e| e.ip), Some(ip("10.9.0.4")));
+    assert_eq!(
+        n.publish("c", p("127.0.0.1", 8080)),
+        Err(Refusal::PortInUse(ip("127.0.0.1"), 8080, Proto::Tcp))
+    );
+    assert_eq!(lands(&n, None, "10.9.0.2", 80), None);
+    assert_eq!(lands(&n, None, "127.0.0.1", 8080), None);
+    assert_eq!(lands(&n, Some("b"), "10.9.0.2", 80), None);
+    assert_eq!(lands(&n, Some("a"), "10.9.0.3", 80), None);
+    assert_eq!(lands(&n, Some("b"), "10.9.0.4", 80), Some(("c".into(), 80)));
+    // The network is still in use.
+    n.remove_container("b").expect("rm b");
+    n.remove_container("c").expect("rm c");
+    assert_eq!(n.remove("net1"), Err(Refusal::NetworkInUse("net1".into())));
+    // A new run of the same container gives back what it held first.
+    n.run("a", Mode::Bridge, Some("net1"), None)
+        .expect("run a again");
+    assert!(!n.is_gone("a"));
+    assert_eq!(
+        n.endpoints().iter().map(|e| e.ip).collect::<Vec<_>>(),
+        [ip("10.9.0.2")]
+    );
+    n.publish("a", p("0.0.0.0", 8080))
+        .expect("its old port was given back");
+    // A recovery gives back everything.
+    n.crash("a").expect("crash");
+    n.remove_container("a").expect("recover");
+    assert!(!n.is_gone("a") && n.endpoints().is_empty());
+    n.remove("net1").expect("free again");
+    assert_eq!(n.crash("a"), Err(Refusal::NoSuchContainer("a".into())));
 }
 
 #[test]

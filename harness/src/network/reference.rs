@@ -17,8 +17,6 @@ pub struct RefState {
     pub model: Networks,
     /// Containers whose process runs.
     pub running: BTreeSet<String>,
-    /// Containers that crashed and were not recovered yet.
-    pub crashed: BTreeSet<String>,
     /// What the last step must have come to.
     pub last: Option<Outcome>,
 }
@@ -85,7 +83,7 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
             // What a crashed container of this id held is given back first:
             // by berth's store when the run gets that far, by the engine (which
             // gives back all of a container that cannot start) when not.
-            if s.crashed.remove(container) {
+            if m.is_gone(container) {
                 let _ = m.remove_container(container);
             }
             // The default network is made by the first run that asks for it
@@ -159,13 +157,9 @@ pub fn step(s: &mut RefState, t: &Transition) -> Outcome {
         }
         Transition::Crash { container } => {
             s.running.remove(container);
-            s.crashed.insert(container.clone());
             outcome(m.crash(container))
         }
-        Transition::Recover { container } => {
-            s.crashed.remove(container);
-            outcome(m.remove_container(container))
-        }
+        Transition::Recover { container } => outcome(m.remove_container(container)),
     }
 }
 
@@ -195,7 +189,7 @@ impl ReferenceStateMachine for NetRef {
     fn preconditions(state: &RefState, t: &Transition) -> bool {
         match t {
             Transition::Run { container, .. } => !state.running.contains(container),
-            Transition::Recover { container } => state.crashed.contains(container),
+            Transition::Recover { container } => state.model.is_gone(container),
             Transition::Connect { container, .. }
             | Transition::Disconnect { container, .. }
             | Transition::Stop { container }

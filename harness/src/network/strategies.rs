@@ -212,7 +212,10 @@ pub fn transitions(state: &RefState) -> BoxedStrategy<Transition> {
         arms.push((1, crash.boxed()));
     }
     // A crashed container is recovered, or runs again (above) first.
-    let crashed: Vec<String> = state.crashed.iter().cloned().collect();
+    let crashed: Vec<String> = (0..CONTAINERS)
+        .map(container)
+        .filter(|c| state.model.is_gone(c))
+        .collect();
     if !crashed.is_empty() {
         let recover =
             prop::sample::select(crashed).prop_map(|container| Transition::Recover { container });

@@ -345,11 +345,12 @@ impl Networks {
         // What a container of this id held before (a crash) is given back
         // first; the hosts files of its old networks lose it below.
         let mut hosts_of: Vec<String> = a.networks.to_vec();
-        for e in s.endpoints.iter().filter(|e| e.container == a.container) {
-            if !hosts_of.contains(&e.network) {
-                hosts_of.push(e.network.clone());
-            }
-        }
+        hosts_of.extend(
+            s.endpoints
+                .iter()
+                .filter(|e| e.container == a.container)
+                .map(|e| e.network.clone()),
+        );
         s.endpoints.retain(|e| e.container != a.container);
         let stale_ports = s.ports.iter().any(|p| p.container == a.container);
         s.ports.retain(|p| p.container != a.container);
